@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/packhost/packhost/host/dbupdate"
+	"github.com/packhost/packhost/host/report"
+	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/host/web"
+	"github.com/packhost/packhost/internal/packpb"
+)
+
+type runFlags struct {
+	common
+	addr           string
+	installUpdates bool
+	ignoreUpdates  bool
+	updateDB       bool
+	noBackup       bool
+	adminOnly      bool
+}
+
+// runCmd checks code updates, then the database, then serves. The order of
+// decisions is SPEC's: pending updates (exit 3 unless told what to do),
+// schema conflicts (exit 5, no flag passes them), database updates (exit 4
+// unless --update-db or --admin-only).
+func runCmd(e env, args []string) (int, error) {
+	var f runFlags
+	fs := newFlags(e, "run")
+	f.register(fs)
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to serve HTTP on")
+	fs.BoolVar(&f.installUpdates, "install-updates", false, "install the pending update zips, then go on")
+	fs.BoolVar(&f.ignoreUpdates, "ignore-updates", false, "go on without installing pending update zips")
+	fs.BoolVar(&f.updateDB, "update-db", false, "back up, then upgrade tables that need it, then serve")
+	fs.BoolVar(&f.noBackup, "no-backup", false, "do not back up before upgrading (not recommended)")
+	fs.BoolVar(&f.adminOnly, "admin-only", false, "serve only the admin pages; other pages answer 503")
+	if err := parse(fs, args); err != nil {
+		return 0, err
+	}
+	if fs.NArg() > 0 {
+		return 0, usageErr("host run takes no arguments, got %q", fs.Args())
+	}
+	if f.installUpdates && f.ignoreUpdates {
+		return 0, usageErr("--install-updates and --ignore-updates exclude each other")
+	}
+	log := f.logger(e)
+	sys, err := system.Open(e.ctx, f.options(e, false))
+	if err != nil {
+		return 1, err
+	}
+	defer sys.Close()
+
+	r, err := sys.Report(e.ctx)
+	if err != nil {
+		return 1, err
+	}
+	if len(r.PendingUpdates) > 0 {
+		switch {
+		case f.installUpdates:
+			return 1, fmt.Errorf("--install-updates: %w", errNotImplemented)
+		case f.ignoreUpdates:
+			log.Warn("code updates are pending and ignored (--ignore-updates)", "count", len(r.PendingUpdates))
+			r.PendingUpdates = nil
+			r.Finish()
+		default:
+			_ = r.WriteText(e.stdout)
+			return report.ExitCodeUpdates, nil
+		}
+	}
+	if len(sys.Failed) > 0 {
+		for _, err := range sys.Failed {
+			log.Error("pack failed", "error", err)
+		}
+		if sys.Pack("core") == nil {
+			_ = r.WriteText(e.stdout)
+			return 1, fmt.Errorf("the core pack is not running; nothing can be served")
+		}
+		log.Warn("serving without the packs that did not start; fix or uninstall them")
+		r.Problems = nil
+		r.Finish()
+	}
+	reason := ""
+	switch r.ExitCode {
+	case report.ExitSchemaConflict:
+		_ = r.WriteText(e.stdout)
+		return report.ExitSchemaConflict, nil
+	case report.ExitDBUpdates:
+		switch {
+		case f.updateDB:
+			if err := upgradeDB(e, sys, r, f.noBackup); err != nil {
+				return 1, err
+			}
+		case f.adminOnly:
+			reason = "The database needs updates."
+			log.Warn("database updates needed; serving only the admin pages (--admin-only)")
+		default:
+			_ = r.WriteText(e.stdout)
+			return report.ExitDBUpdates, nil
+		}
+	}
+	err = web.Serve(e.ctx, web.Config{Addr: f.addr, AdminOnly: f.adminOnly, Reason: reason, System: sys, Logger: log},
+		func(a net.Addr) { log.Info("serving", "addr", "http://"+a.String()+"/") })
+	if err != nil {
+		return 1, err
+	}
+	log.Info("stopped")
+	return 0, nil
+}
+
+// upgradeDB upgrades every pack that needs it and checks the result.
+func upgradeDB(e env, sys *system.System, r *report.Report, noBackup bool) error {
+	log := sys.Log
+	which := dbupdate.Needed(r)
+	if !noBackup {
+		for _, p := range r.Packs {
+			for _, t := range p.Tables {
+				if t.State == report.StateOutdated {
+					return fmt.Errorf("%s.%s needs an upgrade from version %d, and the backup before it is %w; pass --no-backup to upgrade without one",
+						p.ID, t.Name, t.InstalledVersion, errNotImplemented)
+				}
+			}
+		}
+	}
+	err := dbupdate.Upgrade(e.ctx, sys.Packs, which, func(id string, ev *packpb.Progress) {
+		if ev.Done {
+			log.Info("upgrade done", "pack", id, "message", ev.Message)
+			return
+		}
+		log.Info("upgrading", "pack", id, "table", ev.Table, "from", ev.From, "to", ev.To, "step", ev.Message)
+	})
+	if err != nil {
+		return err
+	}
+	after, err := sys.Report(e.ctx)
+	if err != nil {
+		return err
+	}
+	if after.ExitCode != report.ExitOK {
+		_ = after.WriteText(e.stdout)
+		return fmt.Errorf("tables still need attention after the upgrade (exit code %d would follow)", after.ExitCode)
+	}
+	return nil
+}

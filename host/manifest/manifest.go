@@ -1,0 +1,200 @@
+// Package manifest reads and checks pack.json, the manifest of SPEC that
+// describes a pack in an update zip and in its installed directory
+// (<root>/packs/<id>/pack.json).
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+)
+
+// FileName is the manifest's name in a zip and in an installed pack's directory.
+const FileName = "pack.json"
+
+// Manifest is pack.json.
+type Manifest struct {
+	ID             string            `json:"id"`
+	Version        string            `json:"version"`
+	MinHostVersion string            `json:"min_host_version,omitempty"`
+	Released       string            `json:"released,omitempty"`
+	Description    string            `json:"description,omitempty"`
+	WhatsNew       string            `json:"whats_new,omitempty"`
+	DependsOn      []string          `json:"depends_on,omitempty"`
+	DBChanges      []DBChange        `json:"db_changes,omitempty"`
+	Binaries       map[string]Binary `json:"binaries"`
+	Files          map[string]string `json:"files,omitempty"`
+}
+
+// DBChange is one table change a release brings.
+type DBChange struct {
+	Table       string `json:"table"`
+	From        int    `json:"from"`
+	To          int    `json:"to"`
+	Summary     string `json:"summary"`
+	Destructive bool   `json:"destructive"`
+}
+
+// Binary is the pack executable for one platform.
+type Binary struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+var (
+	idPattern  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,63}$`)
+	hexPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// ErrInvalid is wrapped by every error Parse and Validate return for a
+// manifest that breaks the format.
+var ErrInvalid = errors.New("invalid manifest")
+
+// Platform is the key of this machine in Binaries, such as "linux/amd64".
+func Platform() string { return runtime.GOOS + "/" + runtime.GOARCH }
+
+// Parse decodes and validates a manifest. Unknown fields are refused, so a
+// manifest of a newer format is not half understood.
+func Parse(data []byte) (*Manifest, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, FileName, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: %s: trailing data after the JSON object", ErrInvalid, FileName)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Load reads and parses the manifest at path.
+func Load(p string) (*Manifest, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	m, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return m, nil
+}
+
+// Validate checks the fields' formats.
+func (m *Manifest) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+	}
+	if !idPattern.MatchString(m.ID) {
+		return bad("id %q must match %s", m.ID, idPattern)
+	}
+	if _, err := semver.StrictNewVersion(m.Version); err != nil {
+		return bad("version %q is not semver: %v", m.Version, err)
+	}
+	if m.MinHostVersion != "" {
+		if _, err := semver.StrictNewVersion(m.MinHostVersion); err != nil {
+			return bad("min_host_version %q is not semver: %v", m.MinHostVersion, err)
+		}
+	}
+	if len(m.Binaries) == 0 {
+		return bad("no binaries")
+	}
+	for plat, b := range m.Binaries {
+		if !strings.Contains(plat, "/") {
+			return bad("binaries: platform %q must look like linux/amd64", plat)
+		}
+		if err := SafePath(b.Path); err != nil {
+			return bad("binaries[%s]: %v", plat, err)
+		}
+		if !hexPattern.MatchString(b.SHA256) {
+			return bad("binaries[%s]: sha256 %q is not 64 lower-case hex digits", plat, b.SHA256)
+		}
+	}
+	for p, sum := range m.Files {
+		if err := SafePath(p); err != nil {
+			return bad("files: %v", err)
+		}
+		if !hexPattern.MatchString(sum) {
+			return bad("files[%s]: sha256 %q is not 64 lower-case hex digits", p, sum)
+		}
+	}
+	for _, d := range m.DependsOn {
+		if !idPattern.MatchString(d) || d == m.ID {
+			return bad("depends_on: %q is not another pack's id", d)
+		}
+	}
+	for _, c := range m.DBChanges {
+		if c.Table == "" || c.To <= c.From || c.From < 0 {
+			return bad("db_changes: table %q from %d to %d is not an upgrade", c.Table, c.From, c.To)
+		}
+	}
+	return nil
+}
+
+// SafePath refuses paths that could leave the pack's directory: absolute,
+// with .. or backslashes, or not clean.
+func SafePath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty path")
+	case strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || strings.Contains(p, ":"):
+		return fmt.Errorf("path %q must be relative, with forward slashes", p)
+	case path.Clean(p) != p:
+		return fmt.Errorf("path %q is not clean", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." || part == "." {
+			return fmt.Errorf("path %q must not contain . or ..", p)
+		}
+	}
+	if p == FileName || p == FileName+".sig" {
+		return fmt.Errorf("path %q is reserved", p)
+	}
+	return nil
+}
+
+// SemVer returns the parsed version (Validate has checked it).
+func (m *Manifest) SemVer() *semver.Version {
+	v, err := semver.StrictNewVersion(m.Version)
+	if err != nil {
+		return semver.New(0, 0, 0, "", "")
+	}
+	return v
+}
+
+// BinaryFor returns this machine's binary, or an error naming the
+// platforms the manifest has.
+func (m *Manifest) BinaryFor(platform string) (Binary, error) {
+	b, ok := m.Binaries[platform]
+	if !ok {
+		var have []string
+		for p := range m.Binaries {
+			have = append(have, p)
+		}
+		sort.Strings(have)
+		return Binary{}, fmt.Errorf("pack %s %s has no binary for %s (it has %s)", m.ID, m.Version, platform, strings.Join(have, ", "))
+	}
+	return b, nil
+}
+
+// Marshal encodes the manifest as indented JSON with a final newline.
+func (m *Manifest) Marshal() ([]byte, error) {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}

@@ -1,0 +1,315 @@
+package packs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/packhost/packhost/internal/dbconn"
+	"github.com/packhost/packhost/internal/packerr"
+	"github.com/packhost/packhost/internal/packpb"
+	"github.com/packhost/packhost/internal/wire"
+)
+
+// DefaultStartTimeout bounds how long a pack may take to start and answer
+// Describe.
+const DefaultStartTimeout = 10 * time.Second
+
+// ErrChecksum is wrapped by the start error of a pack whose binary does not
+// match its manifest's sha256. The pack is not started.
+var ErrChecksum = errors.New("binary checksum does not match the manifest")
+
+// ErrIdentity is wrapped when a binary reports another id or version than
+// its manifest.
+var ErrIdentity = errors.New("binary does not match its manifest")
+
+// Config says how packs are started.
+type Config struct {
+	// DB is handed to every pack in its environment; HasDB false hands none.
+	DB    dbconn.Target
+	HasDB bool
+	// StartTimeout bounds handshake plus Describe; DefaultStartTimeout if 0.
+	StartTimeout time.Duration
+	Logger       hclog.Logger
+}
+
+// Launcher starts packs and stops all of them on Close. Packs talk to the
+// host over unix sockets inside a directory of mode 0700 that only the
+// host's user can enter, so no other local user can reach them.
+type Launcher struct {
+	cfg       Config
+	socketDir string
+
+	mu      sync.Mutex
+	started []*Pack
+	closed  bool
+}
+
+// NewLauncher makes the private socket directory.
+func NewLauncher(cfg Config) (*Launcher, error) {
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = DefaultStartTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	dir, err := os.MkdirTemp("", "packhost-")
+	if err != nil {
+		return nil, fmt.Errorf("make pack socket directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("make pack socket directory: %w", err)
+	}
+	return &Launcher{cfg: cfg, socketDir: dir}, nil
+}
+
+// SocketDir is the private directory the packs' sockets live in.
+func (l *Launcher) SocketDir() string { return l.socketDir }
+
+// StartError says why a pack did not start, with the tail of its stderr.
+type StartError struct {
+	ID     string
+	Err    error
+	Stderr string
+}
+
+func (e *StartError) Error() string {
+	msg := fmt.Sprintf("pack %s did not start: %v", e.ID, e.Err)
+	if s := strings.TrimSpace(e.Stderr); s != "" {
+		msg += "\n  last stderr lines:\n    " + strings.ReplaceAll(s, "\n", "\n    ")
+	}
+	return msg
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+// StartAll starts the packs in parallel. It returns those that started, in
+// the order given, and one *StartError for each that did not.
+func (l *Launcher) StartAll(ctx context.Context, list []Installed) ([]*Pack, []error) {
+	packs := make([]*Pack, len(list))
+	errs := make([]error, len(list))
+	var wg sync.WaitGroup
+	for i, inst := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			packs[i], errs[i] = l.Start(ctx, inst)
+		}()
+	}
+	wg.Wait()
+	var okPacks []*Pack
+	var failed []error
+	for i := range list {
+		if errs[i] != nil {
+			failed = append(failed, errs[i])
+		} else {
+			okPacks = append(okPacks, packs[i])
+		}
+	}
+	return okPacks, failed
+}
+
+// Start verifies the pack's binary against its manifest, starts it, and
+// asks it to Describe itself. The binary must report the manifest's id and
+// version.
+func (l *Launcher) Start(ctx context.Context, inst Installed) (*Pack, error) {
+	fail := func(err error, stderr string) error { return &StartError{ID: inst.ID, Err: err, Stderr: stderr} }
+	if inst.Err != nil {
+		return nil, fail(inst.Err, "")
+	}
+	sum, err := FileSHA256(inst.Binary)
+	if err != nil {
+		return nil, fail(fmt.Errorf("read binary: %w", err), "")
+	}
+	if sum != inst.SHA256 {
+		return nil, fail(fmt.Errorf("%w: %s: sha256 mismatch (manifest %s, file %s); the binary was not run: reinstall the pack from its update zip",
+			ErrChecksum, inst.Binary, inst.SHA256, sum), "")
+	}
+	p, err := l.start(ctx, inst.ID, inst.Binary, sum)
+	if err != nil {
+		return nil, err
+	}
+	p.Installed = inst
+	if inst.Manifest != nil && (p.Info.Id != inst.ID || p.Info.Version != inst.Manifest.Version) {
+		p.Stop()
+		return nil, fail(fmt.Errorf("%w: manifest says %s %s, binary reports %s %s", ErrIdentity,
+			inst.ID, inst.Manifest.Version, p.Info.Id, p.Info.Version), p.tail.String())
+	}
+	return p, nil
+}
+
+// StartBinary starts a pack binary that is not installed (to read its
+// Describe when building its manifest).
+func (l *Launcher) StartBinary(ctx context.Context, binary string) (*Pack, error) {
+	sum, err := FileSHA256(binary)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", binary, err)
+	}
+	p, err := l.start(ctx, "", binary, sum)
+	if err != nil {
+		return nil, err
+	}
+	p.Installed = Installed{ID: p.Info.Id, Binary: binary, SHA256: sum}
+	return p, nil
+}
+
+func (l *Launcher) start(ctx context.Context, id, binary, sum string) (*Pack, error) {
+	name := id
+	if name == "" {
+		name = binary
+	}
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return nil, &StartError{ID: name, Err: errors.New("host is shutting down")}
+	}
+	checksum, _ := hex.DecodeString(sum)
+	tail := newTail(30)
+	cmd := exec.Command(binary)
+	cmd.Env = l.env(id)
+	setDeathSignal(cmd)
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  wire.Handshake,
+		Plugins:          wire.PluginSet(nil),
+		Cmd:              cmd,
+		SecureConfig:     &plugin.SecureConfig{Checksum: checksum, Hash: sha256.New()},
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		StartTimeout:     l.cfg.StartTimeout,
+		Logger:           quietExit{l.cfg.Logger.Named(name)},
+		Stderr:           tail,
+		SyncStdout:       io.Discard,
+		SyncStderr:       io.Discard,
+		SkipHostEnv:      true,
+	})
+	p := &Pack{client: client, tail: tail, name: name}
+	l.mu.Lock()
+	l.started = append(l.started, p)
+	l.mu.Unlock()
+
+	fail := func(err error) (*Pack, error) {
+		client.Kill()
+		return nil, &StartError{ID: name, Err: err, Stderr: tail.String()}
+	}
+	// Client() has no context: stop the pack if ctx ends first.
+	stop := context.AfterFunc(ctx, client.Kill)
+	defer stop()
+	rpcClient, err := client.Client()
+	if err != nil {
+		return fail(err)
+	}
+	raw, err := rpcClient.Dispense(wire.PluginName)
+	if err != nil {
+		return fail(err)
+	}
+	p.rpc = raw.(packpb.PackClient)
+	dctx, cancel := context.WithTimeout(ctx, l.cfg.StartTimeout)
+	defer cancel()
+	info, err := p.rpc.Describe(dctx, &packpb.DescribeRequest{})
+	if err != nil {
+		return fail(fmt.Errorf("describe: %w", packerr.FromStatus(err)))
+	}
+	if id != "" && info.Id != id {
+		return fail(fmt.Errorf("%w: installed as %q, binary reports id %q", ErrIdentity, id, info.Id))
+	}
+	p.Info = info
+	return p, nil
+}
+
+// env is the whole environment of a pack: a few harmless variables of the
+// host's, the database, and the pack protocol's own. Nothing else of the
+// host's environment (secrets) reaches a pack.
+func (l *Launcher) env(id string) []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "USER", "GOCOVERDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	if l.cfg.HasDB {
+		env = append(env, l.cfg.DB.Env()...)
+	}
+	env = append(env,
+		wire.EnvPackID+"="+id,
+		wire.EnvHostPID+"="+strconv.Itoa(os.Getpid()),
+		wire.EnvLogLevel+"="+l.cfg.Logger.GetLevel().String(),
+		wire.EnvUnixSocketDir+"="+l.socketDir,
+	)
+	return env
+}
+
+// Close stops every pack this launcher started and removes the socket
+// directory. It is safe to call more than once.
+func (l *Launcher) Close() {
+	l.mu.Lock()
+	l.closed = true
+	started := l.started
+	l.started = nil
+	l.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range started {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Stop()
+		}()
+	}
+	wg.Wait()
+	_ = os.RemoveAll(l.socketDir)
+}
+
+// tail keeps the last lines written to it: a pack's stderr, shown when it
+// fails.
+type tail struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+}
+
+func newTail(max int) *tail { return &tail{max: max} }
+
+func (t *tail) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		t.lines = append(t.lines, line)
+		if len(t.lines) > t.max {
+			t.lines = t.lines[len(t.lines)-t.max:]
+		}
+	}
+	return len(b), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.lines, "\n")
+}
+
+// quietExit demotes go-plugin's "plugin process exited" to debug: the host
+// stops its packs on purpose, and reports the ones that die on their own.
+type quietExit struct{ hclog.Logger }
+
+func (q quietExit) Info(msg string, args ...any) {
+	if msg == "plugin process exited" {
+		q.Logger.Debug(msg, args...)
+		return
+	}
+	q.Logger.Info(msg, args...)
+}

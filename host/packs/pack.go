@@ -1,0 +1,118 @@
+package packs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/packhost/packhost/internal/packerr"
+	"github.com/packhost/packhost/internal/packpb"
+)
+
+// Pack is a running pack.
+type Pack struct {
+	Installed
+	// Info is what the pack said of itself at start.
+	Info *packpb.DescribeResponse
+
+	name   string
+	client *plugin.Client
+	rpc    packpb.PackClient
+	tail   *tail
+}
+
+// RPC is the raw client, for the HTTP proxy.
+func (p *Pack) RPC() packpb.PackClient { return p.rpc }
+
+// Addr is the socket the pack listens on.
+func (p *Pack) Addr() net.Addr {
+	if rc := p.client.ReattachConfig(); rc != nil {
+		return rc.Addr
+	}
+	return nil
+}
+
+// Exited reports whether the pack's process has ended.
+func (p *Pack) Exited() bool { return p.client.Exited() }
+
+// Stop ends the pack's process (gracefully, then by force).
+func (p *Pack) Stop() { p.client.Kill() }
+
+// err maps an error from the pack back to its sentinel and, when the pack
+// has died, adds its last stderr lines.
+func (p *Pack) err(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	err = packerr.FromStatus(err)
+	if p.client.Exited() {
+		return fmt.Errorf("pack %s: %s: %w (the pack exited; last stderr lines:\n%s)", p.name, op, err, p.tail.String())
+	}
+	return err
+}
+
+// CheckSchema reports the state of the named tables (all when none).
+func (p *Pack) CheckSchema(ctx context.Context, tables ...string) ([]*packpb.TableStatus, error) {
+	resp, err := p.rpc.CheckSchema(ctx, &packpb.CheckSchemaRequest{Tables: tables})
+	if err != nil {
+		return nil, p.err("check schema", err)
+	}
+	return resp.Tables, nil
+}
+
+// Upgrade runs the pack's upgrade steps, calling progress for each event.
+func (p *Pack) Upgrade(ctx context.Context, tables []string, progress func(*packpb.Progress)) error {
+	stream, err := p.rpc.Upgrade(ctx, &packpb.UpgradeRequest{Tables: tables})
+	if err != nil {
+		return p.err("upgrade", err)
+	}
+	return p.err("upgrade", drain(stream, progress))
+}
+
+// Backup writes the pack's tables to dir.
+func (p *Pack) Backup(ctx context.Context, req *packpb.BackupRequest, progress func(*packpb.Progress)) error {
+	stream, err := p.rpc.Backup(ctx, req)
+	if err != nil {
+		return p.err("backup", err)
+	}
+	return p.err("backup", drain(stream, progress))
+}
+
+// Restore reads a backup back.
+func (p *Pack) Restore(ctx context.Context, req *packpb.RestoreRequest, progress func(*packpb.Progress)) error {
+	stream, err := p.rpc.Restore(ctx, req)
+	if err != nil {
+		return p.err("restore", err)
+	}
+	return p.err("restore", drain(stream, progress))
+}
+
+// Repair records the versions that tables in version_mismatch really have.
+func (p *Pack) Repair(ctx context.Context, tables ...string) ([]*packpb.RepairedTable, error) {
+	resp, err := p.rpc.Repair(ctx, &packpb.RepairRequest{Tables: tables})
+	if err != nil {
+		return nil, p.err("repair", err)
+	}
+	return resp.Tables, nil
+}
+
+func drain(stream interface {
+	Recv() (*packpb.Progress, error)
+}, progress func(*packpb.Progress)) error {
+	for {
+		ev, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(ev)
+		}
+	}
+}

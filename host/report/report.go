@@ -1,0 +1,224 @@
+// Package report holds the status report of a system: what `host status`
+// prints, what `host run` shows before deciding, and what the admin pages
+// render. Its JSON form is part of the contract.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Exit codes of SPEC, shared by `host run` and `host status`.
+const (
+	ExitOK             = 0
+	ExitError          = 1
+	ExitUsage          = 2
+	ExitCodeUpdates    = 3
+	ExitDBUpdates      = 4
+	ExitSchemaConflict = 5
+)
+
+// Table states of SPEC.
+const (
+	StateOK              = "ok"
+	StateMissing         = "missing"
+	StateOutdated        = "outdated"
+	StateNewer           = "newer"
+	StateVersionMismatch = "version_mismatch"
+	StateDrift           = "drift"
+)
+
+// Report is the state of one system directory and its database.
+type Report struct {
+	Root           string          `json:"root"`
+	Database       string          `json:"database"`
+	Packs          []Pack          `json:"packs"`
+	PendingUpdates []PendingUpdate `json:"pending_updates"`
+	// Problems are things that stop the host from serving as it should
+	// (a pack that did not start, ...), one sentence each.
+	Problems []string `json:"problems"`
+	// Hints say what to do next.
+	Hints    []string `json:"hints"`
+	ExitCode int      `json:"exit_code"`
+}
+
+// Pack is one installed pack.
+type Pack struct {
+	ID          string  `json:"id"`
+	Version     string  `json:"version"`
+	Path        string  `json:"path"`
+	Description string  `json:"description,omitempty"`
+	Running     bool    `json:"running"`
+	Error       string  `json:"error,omitempty"`
+	Tables      []Table `json:"tables"`
+}
+
+// Table is one table of a pack.
+type Table struct {
+	Name             string   `json:"name"`
+	InstalledVersion int      `json:"installed_version"`
+	CodeVersion      int      `json:"code_version"`
+	State            string   `json:"state"`
+	MatchedVersion   int      `json:"matched_version,omitempty"`
+	Detail           string   `json:"detail,omitempty"`
+	Diff             string   `json:"diff,omitempty"`
+	DriftColumns     []string `json:"drift_columns,omitempty"`
+}
+
+// PendingUpdate is an update zip waiting in Updates_Pending.
+type PendingUpdate struct {
+	File     string   `json:"file"`
+	Size     int64    `json:"size"`
+	PackID   string   `json:"pack_id,omitempty"`
+	Version  string   `json:"version,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Finish computes the exit code and hints from the contents, in the order
+// `host run` decides: a pack that did not start (1), code updates pending
+// (3), a schema conflict (5), database updates needed (4).
+func (r *Report) Finish() {
+	if r.Packs == nil {
+		r.Packs = []Pack{}
+	}
+	if r.PendingUpdates == nil {
+		r.PendingUpdates = []PendingUpdate{}
+	}
+	if r.Problems == nil {
+		r.Problems = []string{}
+	}
+	r.Hints = []string{}
+	conflict, needs, mismatch := false, false, false
+	for _, p := range r.Packs {
+		for _, t := range p.Tables {
+			switch t.State {
+			case StateNewer, StateDrift:
+				conflict = true
+			case StateVersionMismatch:
+				conflict, mismatch = true, true
+			case StateMissing, StateOutdated:
+				needs = true
+			}
+		}
+	}
+	switch {
+	case len(r.Problems) > 0:
+		r.ExitCode = ExitError
+	case len(r.PendingUpdates) > 0:
+		r.ExitCode = ExitCodeUpdates
+		r.Hints = append(r.Hints, "code updates are pending: run `host run --install-updates` to install them, or `host run --ignore-updates` to serve without them")
+	case conflict:
+		r.ExitCode = ExitSchemaConflict
+	case needs:
+		r.ExitCode = ExitDBUpdates
+	default:
+		r.ExitCode = ExitOK
+	}
+	if mismatch {
+		r.Hints = append(r.Hints, "a table's recorded version does not match its live schema: run `host db repair` to record the version it really has")
+	}
+	if conflict && !mismatch {
+		r.Hints = append(r.Hints, "a table is newer than its code or has drifted from every registered schema: no upgrade runs past it; see the details above")
+	}
+	if needs {
+		r.Hints = append(r.Hints, "database updates are needed: run `host run --update-db` (it backs up first), or `host run --admin-only` to serve only the admin pages")
+	}
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteText writes the report for humans: aligned tables.
+func (r *Report) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "System    %s\nDatabase  %s\n\n", r.Root, r.Database)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PACK\tVERSION\tTABLE\tINSTALLED\tCODE\tSTATE")
+	if len(r.Packs) == 0 {
+		fmt.Fprintln(tw, "(no packs installed)\t\t\t\t\t")
+	}
+	for _, p := range r.Packs {
+		if !p.Running {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\tnot running\n", p.ID, dash(p.Version))
+			continue
+		}
+		if len(p.Tables) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t(no tables)\t\t\t\n", p.ID, p.Version)
+		}
+		for i, t := range p.Tables {
+			id, ver := p.ID, p.Version
+			if i > 0 {
+				id, ver = "", ""
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", id, ver, t.Name, t.InstalledVersion, t.CodeVersion, t.State)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range r.Packs {
+		for _, t := range p.Tables {
+			if t.Detail == "" && t.Diff == "" {
+				continue
+			}
+			fmt.Fprintf(w, "\n%s.%s (%s): %s\n", p.ID, t.Name, t.State, t.Detail)
+			if t.Diff != "" {
+				fmt.Fprintf(w, "  registered (-) against live (+):\n    %s\n", strings.ReplaceAll(strings.TrimRight(t.Diff, "\n"), "\n", "\n    "))
+			}
+		}
+	}
+	fmt.Fprintln(w)
+	if len(r.PendingUpdates) == 0 {
+		fmt.Fprintln(w, "Pending updates: none")
+	} else {
+		fmt.Fprintln(w, "Pending updates:")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  FILE\tPACK\tVERSION\tSIZE\tPROBLEMS")
+		for _, u := range r.PendingUpdates {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", u.File, dash(u.PackID), dash(u.Version), u.Size, dash(strings.Join(u.Problems, "; ")))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "\nProblem: %s\n", p)
+	}
+	for _, h := range r.Hints {
+		fmt.Fprintf(w, "\nNext: %s\n", h)
+	}
+	_, err := fmt.Fprintf(w, "\nExit code %d (%s)\n", r.ExitCode, ExitMeaning(r.ExitCode))
+	return err
+}
+
+// ExitMeaning names an exit code.
+func ExitMeaning(code int) string {
+	switch code {
+	case ExitOK:
+		return "ok"
+	case ExitError:
+		return "error"
+	case ExitUsage:
+		return "usage"
+	case ExitCodeUpdates:
+		return "code updates pending"
+	case ExitDBUpdates:
+		return "database updates needed"
+	case ExitSchemaConflict:
+		return "schema conflict"
+	}
+	return "unknown"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,286 @@
+// Package system is one installation: a system directory, its database and
+// its running packs. The CLI commands and the HTTP server work through it.
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"gorm.io/gorm"
+
+	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/report"
+	"github.com/packhost/packhost/internal/dbconn"
+	"github.com/packhost/packhost/internal/meta"
+	"github.com/packhost/packhost/internal/packpb"
+)
+
+// Folders of a system directory (SPEC).
+const (
+	PacksDir       = packs.Dir
+	DataDir        = "data"
+	PendingDir     = "Updates_Pending"
+	InstalledDir   = "Updates_Installed"
+	BackupsDir     = "Updates_Backups"
+	TrustedKeysDir = "trusted_keys"
+	SQLiteFile     = "host.db"
+)
+
+// Options says which installation to open and how.
+type Options struct {
+	Root string
+	// DBFlag is the value of --db: empty for the embedded SQLite file.
+	DBFlag string
+	// ReadOnly opens the database read-only, creates nothing and writes
+	// nothing (host status).
+	ReadOnly bool
+	// NoPacks skips starting the packs.
+	NoPacks      bool
+	StartTimeout time.Duration
+	Logger       hclog.Logger
+}
+
+// System is an open installation. Close stops its packs and its database.
+type System struct {
+	Root   string
+	Target dbconn.Target
+	Log    hclog.Logger
+	// DB is the host's own connection; nil when ReadOnly found no database.
+	DB *gorm.DB
+
+	Launcher *packs.Launcher
+	// Packs are the running packs, core first.
+	Packs []*packs.Pack
+	// Failed holds a *packs.StartError for each pack that did not start.
+	Failed []error
+	// Installed lists every installed pack, started or not.
+	Installed []packs.Installed
+}
+
+// Path joins elements under the system directory.
+func (s *System) Path(elem ...string) string {
+	return filepath.Join(append([]string{s.Root}, elem...)...)
+}
+
+// Open opens the installation at opts.Root: creates the missing folders and
+// the meta tables (unless ReadOnly), opens the database, and starts every
+// installed pack in parallel.
+func Open(ctx context.Context, opts Options) (*System, error) {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	root, err := filepath.Abs(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("system directory %s: %w", opts.Root, err)
+	}
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("system directory %s does not exist or is not a directory; create it or pass --root", root)
+	}
+	s := &System{Root: root, Log: opts.Logger}
+	s.Target, err = dbconn.ParseFlag(opts.DBFlag, s.Path(DataDir, SQLiteFile))
+	if err != nil {
+		return nil, err
+	}
+	hasDB := true
+	if opts.ReadOnly {
+		s.Target.ReadOnly = true
+		if s.Target.Driver == dbconn.SQLite {
+			if _, err := os.Stat(s.Target.DSN); errors.Is(err, os.ErrNotExist) {
+				hasDB = false
+			}
+		}
+	} else {
+		for _, d := range []string{PacksDir, DataDir, PendingDir, InstalledDir, BackupsDir} {
+			if err := os.MkdirAll(s.Path(d), 0o755); err != nil {
+				return nil, fmt.Errorf("create %s: %w", d, err)
+			}
+		}
+	}
+	if hasDB {
+		if s.DB, err = dbconn.Open(s.Target); err != nil {
+			return nil, fmt.Errorf("%w; check --db", err)
+		}
+		if !opts.ReadOnly {
+			if err := meta.Ensure(ctx, s.DB); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
+	}
+	if s.Installed, err = packs.Discover(root); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if opts.NoPacks {
+		return s, nil
+	}
+	s.Launcher, err = packs.NewLauncher(packs.Config{DB: s.Target, HasDB: hasDB, StartTimeout: opts.StartTimeout, Logger: opts.Logger})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.Packs, s.Failed = s.Launcher.StartAll(ctx, s.Installed)
+	if err := checkTableOwners(s.Packs); err != nil {
+		s.Failed = append(s.Failed, err)
+	}
+	return s, nil
+}
+
+// checkTableOwners refuses two packs that claim the same table.
+func checkTableOwners(list []*packs.Pack) error {
+	owner := map[string]string{}
+	var clashes []string
+	for _, p := range list {
+		for _, t := range p.Info.Tables {
+			if o, ok := owner[t.Name]; ok {
+				clashes = append(clashes, fmt.Sprintf("table %s is declared by both %s and %s", t.Name, o, p.ID))
+			}
+			owner[t.Name] = p.ID
+		}
+	}
+	if len(clashes) > 0 {
+		return errors.New(strings.Join(clashes, "; ") + "; uninstall one of them")
+	}
+	return nil
+}
+
+// Close stops the packs and closes the database.
+func (s *System) Close() {
+	if s.Launcher != nil {
+		s.Launcher.Close()
+	}
+	if s.DB != nil {
+		_ = dbconn.Close(s.DB)
+		s.DB = nil
+	}
+}
+
+// Pack returns the running pack with the given id.
+func (s *System) Pack(id string) *packs.Pack {
+	for _, p := range s.Packs {
+		if p.ID == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// Report checks every running pack's tables and lists pending updates.
+func (s *System) Report(ctx context.Context) (*report.Report, error) {
+	r := &report.Report{Root: s.Root, Database: s.Target.String()}
+	running := map[string]*packs.Pack{}
+	for _, p := range s.Packs {
+		running[p.ID] = p
+	}
+	for _, inst := range s.Installed {
+		pr := report.Pack{ID: inst.ID, Path: inst.Dir}
+		if inst.Manifest != nil {
+			pr.Version = inst.Manifest.Version
+			pr.Description = inst.Manifest.Description
+		}
+		p, ok := running[inst.ID]
+		if !ok {
+			pr.Error = startErrorOf(s.Failed, inst.ID)
+			r.Packs = append(r.Packs, pr)
+			continue
+		}
+		pr.Running = true
+		pr.Version, pr.Description = p.Info.Version, p.Info.Description
+		states, err := p.CheckSchema(ctx)
+		if err != nil {
+			pr.Running = false
+			pr.Error = fmt.Sprintf("check schema: %v", err)
+			r.Problems = append(r.Problems, fmt.Sprintf("pack %s: check schema: %v", p.ID, err))
+			r.Packs = append(r.Packs, pr)
+			continue
+		}
+		for _, t := range states {
+			pr.Tables = append(pr.Tables, TableReport(t))
+		}
+		r.Packs = append(r.Packs, pr)
+	}
+	for _, err := range s.Failed {
+		r.Problems = append(r.Problems, err.Error())
+	}
+	pending, err := s.PendingUpdates()
+	if err != nil {
+		r.Problems = append(r.Problems, err.Error())
+	}
+	r.PendingUpdates = pending
+	r.Finish()
+	return r, nil
+}
+
+func startErrorOf(failed []error, id string) string {
+	for _, err := range failed {
+		var se *packs.StartError
+		if errors.As(err, &se) && se.ID == id {
+			return se.Error()
+		}
+	}
+	return "not started"
+}
+
+// TableReport converts a pack's table status for the report.
+func TableReport(t *packpb.TableStatus) report.Table {
+	return report.Table{
+		Name:             t.Name,
+		InstalledVersion: int(t.InstalledVersion),
+		CodeVersion:      int(t.CodeVersion),
+		State:            StateName(t.State),
+		MatchedVersion:   int(t.MatchedVersion),
+		Detail:           t.Detail,
+		Diff:             t.Diff,
+		DriftColumns:     t.DriftColumns,
+	}
+}
+
+// StateName is the SPEC name of a table state.
+func StateName(s packpb.TableState) string {
+	switch s {
+	case packpb.TableState_TABLE_STATE_OK:
+		return report.StateOK
+	case packpb.TableState_TABLE_STATE_MISSING:
+		return report.StateMissing
+	case packpb.TableState_TABLE_STATE_OUTDATED:
+		return report.StateOutdated
+	case packpb.TableState_TABLE_STATE_NEWER:
+		return report.StateNewer
+	case packpb.TableState_TABLE_STATE_VERSION_MISMATCH:
+		return report.StateVersionMismatch
+	case packpb.TableState_TABLE_STATE_DRIFT:
+		return report.StateDrift
+	}
+	return "unknown"
+}
+
+// PendingUpdates lists the zips waiting in Updates_Pending.
+func (s *System) PendingUpdates() ([]report.PendingUpdate, error) {
+	entries, err := os.ReadDir(s.Path(PendingDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", PendingDir, err)
+	}
+	var out []report.PendingUpdate
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(strings.ToLower(e.Name()), ".zip") {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, report.PendingUpdate{File: e.Name(), Size: info.Size()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
+	return out, nil
+}
