@@ -9,8 +9,8 @@ import (
 
 func packCmd(e env, args []string) (int, error) {
 	return sub(e, "pack", args, map[string]func(env, []string) (int, error){
-		"build":       notYet("pack build"),
-		"sign":        notYet("pack sign"),
+		"build":       packBuildCmd,
+		"sign":        packSignCmd,
 		"dev-install": devInstallCmd,
 	})
 }

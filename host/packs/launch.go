@@ -209,7 +209,7 @@ func (l *Launcher) start(ctx context.Context, id, binary, sum string) (*Pack, er
 	defer stop()
 	rpcClient, err := client.Client()
 	if err != nil {
-		return fail(err)
+		return fail(handshakeError(err, l.cfg.StartTimeout))
 	}
 	raw, err := rpcClient.Dispense(wire.PluginName)
 	if err != nil {
@@ -312,4 +312,17 @@ func (q quietExit) Info(msg string, args ...any) {
 		return
 	}
 	q.Logger.Info(msg, args...)
+}
+
+// handshakeError replaces go-plugin's generic advice with what happened.
+func handshakeError(err error, timeout time.Duration) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fmt.Errorf("no handshake within %s (--start-timeout); the pack was stopped", timeout)
+	case strings.Contains(msg, "Unrecognized remote plugin message"),
+		strings.Contains(msg, "plugin exited before we could connect"):
+		return errors.New("the pack exited before completing its handshake")
+	}
+	return err
 }

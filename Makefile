@@ -1,0 +1,69 @@
+# packhost: `make run` builds everything and serves on the embedded SQLite
+# database; `make test` runs every test, on SQLite and on a throw-away
+# PostgreSQL server the test script starts and stops.
+
+GO       ?= go
+BIN      := bin
+ROOT     ?= .
+PACKS    := core
+PLATFORM := $(shell $(GO) env GOOS)-$(shell $(GO) env GOARCH)
+
+# Pinned code generators (make proto).
+PROTOC_VERSION          := 3.21.12
+PROTOC_GEN_GO           := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC      := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+TOOLS                   := $(CURDIR)/.tools
+
+.PHONY: all build host packs run test test-go bench proto fmt vet clean
+
+all: build
+
+## build: bin/host, every repo pack, installed into ./packs/<id>/
+build: host packs
+
+host:
+	$(GO) build -o $(BIN)/host ./cmd/host
+
+packs: host
+	@mkdir -p $(BIN)/packs
+	@for p in $(PACKS); do \
+		$(GO) build -o $(BIN)/packs/$$p-$(PLATFORM) ./plugins/$$p || exit 1; \
+		$(BIN)/host pack dev-install --root $(ROOT) $(BIN)/packs/$$p-$(PLATFORM) || exit 1; \
+	done
+
+## run: build, then serve on 127.0.0.1:8080 with the embedded database
+run: build
+	$(BIN)/host run --root $(ROOT) --update-db
+
+## test: gofmt, vet and every test, on SQLite and PostgreSQL
+test: fmt vet
+	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-go
+
+test-go:
+	$(GO) test -count=1 -timeout 20m ./...
+
+## bench: benchmarks; figures go to bench/results/
+bench: build
+	bash scripts/with-postgres.sh bash bench/run.sh
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+## proto: regenerate internal/packpb with the pinned generators
+proto:
+	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
+	@protoc --version | grep -q "$(PROTOC_VERSION)" || \
+		(echo "protoc $(PROTOC_VERSION) wanted, found $$(protoc --version)"; exit 1)
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO_GRPC)
+	PATH=$(TOOLS):$$PATH protoc -I proto \
+		--go_out=. --go_opt=module=github.com/packhost/packhost \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/packhost/packhost \
+		pack/v1/pack.proto
+
+clean:
+	rm -rf $(BIN) $(TOOLS)

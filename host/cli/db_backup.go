@@ -1,0 +1,6 @@
+package cli
+
+var (
+	dbBackupCmd  = notYet("db backup")
+	dbRestoreCmd = notYet("db restore")
+)

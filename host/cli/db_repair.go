@@ -1,0 +1,3 @@
+package cli
+
+var dbRepairCmd = notYet("db repair")

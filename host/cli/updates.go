@@ -1,0 +1,7 @@
+package cli
+
+var (
+	keygenCmd    = notYet("keygen")
+	packBuildCmd = notYet("pack build")
+	packSignCmd  = notYet("pack sign")
+)
