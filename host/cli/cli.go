@@ -72,7 +72,7 @@ func commands() []command {
 	return []command{
 		{"run", "check code updates and the database, then serve", runCmd},
 		{"status", "report packs, versions, table states and pending updates; no side effects", statusCmd},
-		{"db", "database maintenance: backup, restore, repair", dbCmd},
+		{"db", "database maintenance: backup, restore, repair, upgrade", dbCmd},
 		{"pack", "pack zips: build, sign; dev-install for the development loop", packCmd},
 		{"keygen", "make an ed25519 key pair for signing update zips", keygenCmd},
 		{"updates", "update feed: fetch", updatesCmd},

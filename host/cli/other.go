@@ -5,6 +5,7 @@ func dbCmd(e env, args []string) (int, error) {
 		"backup":  dbBackupCmd,
 		"restore": dbRestoreCmd,
 		"repair":  dbRepairCmd,
+		"upgrade": dbUpgradeCmd,
 	})
 }
 

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/packhost/packhost/host/dbupdate"
+	"github.com/packhost/packhost/host/progress"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/host/web"
@@ -88,7 +91,7 @@ func runCmd(e env, args []string) (int, error) {
 	case report.ExitDBUpdates:
 		switch {
 		case f.updateDB:
-			if err := upgradeDB(e, sys, r, f.noBackup); err != nil {
+			if err := upgradeDB(e, sys, f.noBackup); err != nil {
 				return 1, err
 			}
 		case f.adminOnly:
@@ -108,37 +111,56 @@ func runCmd(e env, args []string) (int, error) {
 	return 0, nil
 }
 
-// upgradeDB upgrades every pack that needs it and checks the result.
-func upgradeDB(e env, sys *system.System, r *report.Report, noBackup bool) error {
-	log := sys.Log
-	which := dbupdate.Needed(r)
-	if !noBackup {
-		for _, p := range r.Packs {
-			for _, t := range p.Tables {
-				if t.State == report.StateOutdated {
-					return fmt.Errorf("%s.%s needs an upgrade from version %d, and the backup before it is %w; pass --no-backup to upgrade without one",
-						p.ID, t.Name, t.InstalledVersion, errNotImplemented)
-				}
+// upgradeDB backs up and upgrades every pack that needs it (see
+// dbupdate.Run), showing progress.
+func upgradeDB(e env, sys *system.System, noBackup bool) error {
+	bars := progress.New(e.stdout, sys.Log)
+	r, err := dbupdate.Run(e.ctx, sys, dbupdate.RunOptions{
+		NoBackup: noBackup,
+		Backup: func(ctx context.Context, ids []string) error {
+			return backupBeforeUpgrade(ctx, e, sys, ids)
+		},
+		Progress: func(id string, ev *packpb.Progress) {
+			if ev.Done {
+				bars.Done(id, ev.Message)
+				return
+			}
+			bars.Update(id, ev.Current, ev.Total, fmt.Sprintf("%s %d -> %d: %s", ev.Table, ev.From, ev.To, ev.Message))
+		},
+		Waiting: func() {
+			sys.Log.Info("another host is upgrading this database; waiting for it to finish")
+		},
+	})
+	if err != nil {
+		if r != nil {
+			_ = r.WriteText(e.stdout)
+		}
+		return err
+	}
+	return nil
+}
+
+// backupBeforeUpgrade backs up the packs about to be upgraded. Packs whose
+// tables are all still uninstalled have nothing to back up.
+func backupBeforeUpgrade(ctx context.Context, e env, sys *system.System, ids []string) error {
+	r, err := sys.Report(ctx)
+	if err != nil {
+		return err
+	}
+	var withData []string
+	for _, p := range r.Packs {
+		if !slices.Contains(ids, p.ID) {
+			continue
+		}
+		for _, t := range p.Tables {
+			if t.InstalledVersion > 0 {
+				withData = append(withData, p.ID)
+				break
 			}
 		}
 	}
-	err := dbupdate.Upgrade(e.ctx, sys.Packs, which, func(id string, ev *packpb.Progress) {
-		if ev.Done {
-			log.Info("upgrade done", "pack", id, "message", ev.Message)
-			return
-		}
-		log.Info("upgrading", "pack", id, "table", ev.Table, "from", ev.From, "to", ev.To, "step", ev.Message)
-	})
-	if err != nil {
-		return err
+	if len(withData) == 0 {
+		return nil
 	}
-	after, err := sys.Report(e.ctx)
-	if err != nil {
-		return err
-	}
-	if after.ExitCode != report.ExitOK {
-		_ = after.WriteText(e.stdout)
-		return fmt.Errorf("tables still need attention after the upgrade (exit code %d would follow)", after.ExitCode)
-	}
-	return nil
+	return backupPacks(ctx, e, sys, withData)
 }

@@ -91,6 +91,13 @@ func Postgres(t testing.TB) DB {
 		}
 		t.Skipf("dbtest: %s not set; skipping the PostgreSQL half (run through scripts/with-postgres.sh)", EnvPGDSN)
 	}
+	return PostgresAt(t, adminDSN)
+}
+
+// PostgresAt makes a fresh database on the server reached by adminDSN (a
+// role that may create databases) and drops it when the test ends.
+func PostgresAt(t testing.TB, adminDSN string) DB {
+	t.Helper()
 	admin, err := adminDB(adminDSN)
 	if err != nil {
 		t.Fatalf("dbtest: %v", err)

@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -125,4 +126,31 @@ func Install(t testing.TB, root, binary string) *manifest.Manifest {
 		t.Fatalf("install %s: %v", binary, err)
 	}
 	return m
+}
+
+// Result is what a host command printed and its exit code.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// RunHost runs the host binary with args and returns its output and exit
+// code; it fails the test only when the binary cannot be run.
+func RunHost(t testing.TB, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Host(t), args...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("run host %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return Result{Stdout: stdout.String(), Stderr: stderr.String(), Code: code}
 }

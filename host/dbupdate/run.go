@@ -1,0 +1,99 @@
+package dbupdate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/packhost/packhost/host/report"
+	"github.com/packhost/packhost/host/system"
+)
+
+// ErrConflict is returned by Run when a table is newer than its code, has
+// drifted, or has a version that does not match its schema: no upgrade
+// runs past it (exit 5).
+var ErrConflict = errors.New("schema conflict")
+
+// RunOptions says how Run goes about an upgrade.
+type RunOptions struct {
+	// NoBackup skips the backup before upgrading.
+	NoBackup bool
+	// Backup backs up the given packs' tables and settings; an error stops
+	// the upgrade before anything is changed. Required unless NoBackup.
+	Backup func(ctx context.Context, packIDs []string) error
+	// Progress receives upgrade events.
+	Progress Progress
+	// Waiting is called once when another host holds the upgrade lock.
+	Waiting func()
+	// Only, when set, limits the upgrade to these packs.
+	Only map[string]bool
+}
+
+// Run upgrades every pack of sys whose tables need it:
+//
+//  1. take the database-wide upgrade lock (waiting for another host);
+//  2. check again: another host may have done the work meanwhile;
+//  3. refuse on a schema conflict (ErrConflict), changing nothing;
+//  4. back up the packs about to change, unless NoBackup; a failed backup
+//     changes nothing;
+//  5. upgrade them in dependency order, core first, each step in its own
+//     transaction;
+//  6. check the result, which must be ok everywhere.
+//
+// The lock is released on every path. It returns the report after the
+// upgrade (or the one that stopped it).
+func Run(ctx context.Context, sys *system.System, opts RunOptions) (*report.Report, error) {
+	unlock, err := Lock(ctx, sys.Target, sys.DB, opts.Waiting)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	r, err := sys.Report(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if r.ExitCode == report.ExitSchemaConflict {
+		return r, fmt.Errorf("%w: no table was upgraded", ErrConflict)
+	}
+	which := Needed(r)
+	for id := range which {
+		if opts.Only != nil && !opts.Only[id] {
+			delete(which, id)
+		}
+	}
+	if len(which) == 0 {
+		return r, nil
+	}
+	ids := make([]string, 0, len(which))
+	for id := range which {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	if !opts.NoBackup {
+		if opts.Backup == nil {
+			return r, errors.New("upgrade: no backup function was given; pass --no-backup to upgrade without a backup")
+		}
+		if err := opts.Backup(ctx, ids); err != nil {
+			return r, fmt.Errorf("backup before upgrade failed, nothing was upgraded: %w", err)
+		}
+	}
+	if err := Upgrade(ctx, sys.Packs, which, opts.Progress); err != nil {
+		return r, err
+	}
+	after, err := sys.Report(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range after.Packs {
+		if !which[p.ID] {
+			continue
+		}
+		for _, t := range p.Tables {
+			if t.State != report.StateOK {
+				return after, fmt.Errorf("after the upgrade, %s.%s is %s (%s)", p.ID, t.Name, t.State, t.Detail)
+			}
+		}
+	}
+	return after, nil
+}

@@ -1,0 +1,17 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/packhost/packhost/plugins/sdk/sdktest"
+)
+
+func TestEveryUpgradePathMatchesAFreshInstall(t *testing.T) {
+	sdktest.CheckUpgradePaths(t, pack)
+}
+
+func TestPackIsValid(t *testing.T) {
+	if err := pack.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
