@@ -70,11 +70,29 @@ type Table struct {
 
 // PendingUpdate is an update zip waiting in Updates_Pending.
 type PendingUpdate struct {
-	File     string   `json:"file"`
-	Size     int64    `json:"size"`
-	PackID   string   `json:"pack_id,omitempty"`
-	Version  string   `json:"version,omitempty"`
-	Problems []string `json:"problems,omitempty"`
+	File    string `json:"file"`
+	Size    int64  `json:"size"`
+	PackID  string `json:"pack_id,omitempty"`
+	Version string `json:"version,omitempty"`
+	// InstalledVersion is the version it replaces; empty for a new pack.
+	InstalledVersion string `json:"installed_version,omitempty"`
+	MinHostVersion   string `json:"min_host_version,omitempty"`
+	// Signature is "signed" (SignedBy names the trusted key), "unsigned",
+	// "invalid", or "unverified" (signed, but no key is trusted).
+	Signature string     `json:"signature,omitempty"`
+	SignedBy  string     `json:"signed_by,omitempty"`
+	WhatsNew  string     `json:"whats_new,omitempty"`
+	DBChanges []DBChange `json:"db_changes,omitempty"`
+	Problems  []string   `json:"problems,omitempty"`
+}
+
+// DBChange is one table change an update brings.
+type DBChange struct {
+	Table       string `json:"table"`
+	From        int    `json:"from"`
+	To          int    `json:"to"`
+	Summary     string `json:"summary"`
+	Destructive bool   `json:"destructive"`
 }
 
 // Finish computes the exit code and hints from the contents, in the order
@@ -179,12 +197,32 @@ func (r *Report) WriteText(w io.Writer) error {
 	} else {
 		fmt.Fprintln(w, "Pending updates:")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  FILE\tPACK\tVERSION\tSIZE\tPROBLEMS")
+		fmt.Fprintln(tw, "  FILE\tPACK\tINSTALLED\tVERSION\tSIGNATURE\tSIZE\tPROBLEMS")
 		for _, u := range r.PendingUpdates {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", u.File, dash(u.PackID), dash(u.Version), u.Size, dash(strings.Join(u.Problems, "; ")))
+			sig := dash(u.Signature)
+			if u.SignedBy != "" {
+				sig += " (" + u.SignedBy + ")"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.File, dash(u.PackID), dash(u.InstalledVersion), dash(u.Version), sig, u.Size, dash(strings.Join(u.Problems, "; ")))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		for _, u := range r.PendingUpdates {
+			if u.WhatsNew == "" && len(u.DBChanges) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "\n  %s %s:\n", u.PackID, u.Version)
+			if u.WhatsNew != "" {
+				fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(strings.TrimRight(u.WhatsNew, "\n"), "\n", "\n    "))
+			}
+			for _, c := range u.DBChanges {
+				d := ""
+				if c.Destructive {
+					d = " (destructive)"
+				}
+				fmt.Fprintf(w, "    table %s %d -> %d: %s%s\n", c.Table, c.From, c.To, c.Summary, d)
+			}
 		}
 	}
 	for _, p := range r.Problems {

@@ -1,0 +1,160 @@
+package update
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// TrustedKeysDir is the folder of trusted public keys in a system directory.
+const TrustedKeysDir = "trusted_keys"
+
+// SigFileName is the signature of pack.json inside an update zip.
+const SigFileName = "pack.json.sig"
+
+// Signature states of an inspected zip.
+const (
+	// SigSigned: signed by a trusted key (Signature.Key names it).
+	SigSigned = "signed"
+	// SigUnsigned: no pack.json.sig.
+	SigUnsigned = "unsigned"
+	// SigInvalid: pack.json.sig is malformed or no trusted key verifies it.
+	SigInvalid = "invalid"
+	// SigUnverified: signed, but the system trusts no key, so nothing
+	// could be checked.
+	SigUnverified = "unverified"
+)
+
+// Key is a trusted public key; Name is its file name without ".pub".
+type Key struct {
+	Name string
+	Pub  ed25519.PublicKey
+}
+
+// LoadTrustedKeys reads <root>/trusted_keys/*.pub. A missing folder means no
+// keys. A key file that cannot be read is an error: silently trusting fewer
+// keys than the admin meant would accept unsigned zips.
+func LoadTrustedKeys(root string) ([]Key, error) {
+	paths, err := filepath.Glob(filepath.Join(root, TrustedKeysDir, "*.pub"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(paths)
+	var keys []Key
+	for _, p := range paths {
+		pub, err := ReadPublicKey(p)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, Key{Name: strings.TrimSuffix(filepath.Base(p), ".pub"), Pub: pub})
+	}
+	return keys, nil
+}
+
+// ReadPublicKey reads a base64 ed25519 public key file.
+func ReadPublicKey(path string) (ed25519.PublicKey, error) {
+	raw, err := decodeKeyFile(path, ed25519.PublicKeySize)
+	if err != nil {
+		return nil, err
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+// ReadPrivateKey reads a base64 ed25519 private key file (as Keygen writes).
+func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
+	raw, err := decodeKeyFile(path, ed25519.PrivateKeySize)
+	if err != nil {
+		return nil, err
+	}
+	return ed25519.PrivateKey(raw), nil
+}
+
+func decodeKeyFile(path string, size int) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key: %w", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil || len(raw) != size {
+		return nil, fmt.Errorf("key %s: not a base64 ed25519 key of %d bytes; make keys with `host keygen`", path, size)
+	}
+	return raw, nil
+}
+
+// Keygen writes a new key pair: <dir>/<name>.key (private, mode 0600) and
+// <dir>/<name>.pub. It refuses to overwrite either file.
+func Keygen(dir, name string) (privPath, pubPath string, err error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", "", fmt.Errorf("keygen: %w", err)
+	}
+	privPath = filepath.Join(dir, name+".key")
+	pubPath = filepath.Join(dir, name+".pub")
+	for _, p := range []string{privPath, pubPath} {
+		if _, err := os.Stat(p); err == nil {
+			return "", "", fmt.Errorf("keygen: %s exists; choose another --name or remove it", p)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", fmt.Errorf("keygen: %w", err)
+	}
+	if err := writeNew(privPath, []byte(base64.StdEncoding.EncodeToString(priv)+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("keygen: %w", err)
+	}
+	if err := writeNew(pubPath, []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), 0o644); err != nil {
+		_ = os.Remove(privPath)
+		return "", "", fmt.Errorf("keygen: %w", err)
+	}
+	return privPath, pubPath, nil
+}
+
+func writeNew(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// SignManifest returns the signature file's content for the manifest bytes.
+func SignManifest(priv ed25519.PrivateKey, manifest []byte) []byte {
+	return []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(priv, manifest)) + "\n")
+}
+
+// verifySignature checks sig (the signature file's bytes) against keys and
+// returns the state and the name of the key that verified it.
+func verifySignature(keys []Key, manifest, sig []byte, present bool) (state, key string, err error) {
+	if !present {
+		if len(keys) > 0 {
+			return SigUnsigned, "", errors.New("the zip is unsigned and this system trusts signing keys (trusted_keys/*.pub); sign it with `host pack sign`")
+		}
+		return SigUnsigned, "", nil
+	}
+	raw, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(string(sig)))
+	if derr != nil || len(raw) != ed25519.SignatureSize {
+		return SigInvalid, "", fmt.Errorf("%s is not a base64 ed25519 signature", SigFileName)
+	}
+	if len(keys) == 0 {
+		return SigUnverified, "", nil
+	}
+	for _, k := range keys {
+		if ed25519.Verify(k.Pub, manifest, raw) {
+			return SigSigned, k.Name, nil
+		}
+	}
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.Name
+	}
+	return SigInvalid, "", fmt.Errorf("bad signature: %s is not verified by any trusted key (%s)", SigFileName, strings.Join(names, ", "))
+}
