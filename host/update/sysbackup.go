@@ -1,0 +1,352 @@
+package update
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/flate"
+)
+
+// TimeFormat is the UTC timestamp in backup and installed-zip names.
+const TimeFormat = "20060102T150405Z"
+
+// chunkSize is the unit of parallel compression: each chunk of a file is
+// deflated on its own and the pieces are joined into one deflate stream.
+const chunkSize = 1 << 20
+
+// BackupSystem writes <root>/Updates_Backups/system-<ts>.zip with the whole
+// system directory except Updates_Backups and Updates_Installed. The zip is
+// written under a temporary name and renamed when complete. progress, when
+// set, is called with the bytes read so far and the total.
+func BackupSystem(ctx context.Context, root string, ts time.Time, progress func(done, total int64)) (string, error) {
+	dir := filepath.Join(root, BackupsDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("system backup: %w", err)
+	}
+	out := filepath.Join(dir, "system-"+ts.UTC().Format(TimeFormat)+".zip")
+	skip := func(rel string) bool { return rel == BackupsDir || rel == InstalledDir }
+	tmp, err := os.CreateTemp(dir, ".system-*.zip.tmp")
+	if err != nil {
+		return "", fmt.Errorf("system backup: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := ZipTree(ctx, root, tmp, skip, 0, progress); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("system backup of %s: %w", root, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("system backup: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("system backup: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return "", fmt.Errorf("system backup: %w", err)
+	}
+	return out, syncDir(dir)
+}
+
+type treeFile struct {
+	rel  string
+	path string
+	info fs.FileInfo
+}
+
+// chunkJob is one chunk to compress; done receives the deflate bytes.
+type chunkJob struct {
+	data []byte
+	out  []byte
+	done chan struct{}
+}
+
+// fileJob is one file in the writer's order.
+type fileJob struct {
+	f      treeFile
+	chunks chan *chunkJob // in order; closed after the last
+	crc    uint32
+	size   int64
+	err    error
+	read   chan struct{} // closed when crc, size and err are final
+}
+
+// ZipTree writes a zip of the directory dir to w, compressing with
+// workers goroutines (GOMAXPROCS when 0). skip is asked about each path
+// relative to dir (slash separated) and leaves it and everything under it
+// out. Symlinks and special files are left out; the tree is a system
+// directory, which holds regular files.
+func ZipTree(ctx context.Context, dir string, w io.Writer, skip func(rel string) bool, workers int, progress func(done, total int64)) error {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var files []treeFile
+	var total int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == dir {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if skip != nil && skip(rel) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && !info.Mode().IsRegular() {
+			return nil
+		}
+		files = append(files, treeFile{rel: rel, path: p, info: info})
+		if info.Mode().IsRegular() {
+			total += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan *chunkJob, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := newChunker()
+			for j := range jobs {
+				j.out = c.compress(j.data)
+				close(j.done)
+			}
+		}()
+	}
+	// The reader reads files in order, hands chunks to the workers and the
+	// files to the writer; inflight bounds the chunks held in memory.
+	order := make(chan *fileJob, 4*workers)
+	inflight := make(chan struct{}, 4*workers)
+	go func() {
+		defer close(order)
+		defer close(jobs)
+		for _, f := range files {
+			// The chunks held in memory are bounded by inflight, so this
+			// buffer never fills: the reader runs ahead of the writer.
+			n := min(f.info.Size()/chunkSize+1, int64(cap(inflight)))
+			fj := &fileJob{f: f, chunks: make(chan *chunkJob, n), read: make(chan struct{})}
+			select {
+			case order <- fj:
+			case <-ctx.Done():
+				return
+			}
+			if f.info.IsDir() {
+				close(fj.chunks)
+				close(fj.read)
+				continue
+			}
+			fj.err = readChunks(ctx, f.path, func(data []byte) bool {
+				fj.crc = crc32.Update(fj.crc, crc32.IEEETable, data)
+				fj.size += int64(len(data))
+				j := &chunkJob{data: data, done: make(chan struct{})}
+				select {
+				case inflight <- struct{}{}:
+				case <-ctx.Done():
+					return false
+				}
+				fj.chunks <- j
+				select {
+				case jobs <- j:
+				case <-ctx.Done():
+					return false
+				}
+				return true
+			})
+			close(fj.chunks)
+			close(fj.read)
+		}
+	}()
+	defer wg.Wait()
+
+	zw := zip.NewWriter(w)
+	var done int64
+	for fj := range order {
+		if err := writeEntry(zw, fj, inflight, &done, total, progress); err != nil {
+			cancel()
+			for range order { // let the reader finish
+			}
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+func writeEntry(zw *zip.Writer, fj *fileJob, inflight chan struct{}, done *int64, total int64, progress func(done, total int64)) error {
+	f := fj.f
+	h := &zip.FileHeader{Name: f.rel, Modified: f.info.ModTime()}
+	h.SetMode(f.info.Mode())
+	if f.info.IsDir() {
+		h.Name += "/"
+		_, err := zw.CreateHeader(h)
+		return err
+	}
+	h.Method = zip.Deflate
+	h.Flags |= 0x8 // sizes and CRC follow the data (set below, before the next entry)
+	out, err := zw.CreateRaw(h)
+	if err != nil {
+		return err
+	}
+	var compressed int64
+	for j := range fj.chunks {
+		<-j.done
+		n, err := out.Write(j.out)
+		compressed += int64(n)
+		*done += int64(len(j.data))
+		j.data, j.out = nil, nil
+		<-inflight
+		if err != nil {
+			for j := range fj.chunks {
+				<-j.done
+				<-inflight
+			}
+			return err
+		}
+		if progress != nil {
+			progress(*done, total)
+		}
+	}
+	<-fj.read
+	if fj.err != nil {
+		return fmt.Errorf("read %s: %w", f.rel, fj.err)
+	}
+	n, err := out.Write(finalBlock)
+	compressed += int64(n)
+	if err != nil {
+		return err
+	}
+	h.CRC32 = fj.crc
+	h.CompressedSize64 = uint64(compressed)
+	h.UncompressedSize64 = uint64(fj.size)
+	h.CompressedSize = uint32(min(h.CompressedSize64, 0xffffffff))
+	h.UncompressedSize = uint32(min(h.UncompressedSize64, 0xffffffff))
+	return nil
+}
+
+// finalBlock is an empty, final stored deflate block: it ends the stream
+// made of the chunks' non-final blocks.
+var finalBlock = []byte{0x01, 0x00, 0x00, 0xff, 0xff}
+
+func readChunks(ctx context.Context, path string, each func([]byte) bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		buf := make([]byte, chunkSize)
+		n, err := io.ReadFull(f, buf)
+		if n > 0 && !each(buf[:n]) {
+			return ctx.Err()
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// chunker deflates chunks into byte-aligned, non-final blocks, and stores
+// chunks that do not compress (random data, compressed files) as stored
+// blocks instead of spending time on them: a sample decides.
+type chunker struct {
+	fw     *flate.Writer
+	sample *flate.Writer
+	buf    bytes.Buffer
+}
+
+// compressLevel is the deflate level of the system backup: klauspost's
+// level 5 compresses about like Info-ZIP's default -6, much faster.
+const compressLevel = 5
+
+const sampleSize = 32 << 10
+
+func newChunker() *chunker {
+	fw, _ := flate.NewWriter(io.Discard, compressLevel)
+	sample, _ := flate.NewWriter(io.Discard, flate.BestSpeed)
+	return &chunker{fw: fw, sample: sample}
+}
+
+func (c *chunker) compress(data []byte) []byte {
+	if len(data) >= 4*sampleSize {
+		c.buf.Reset()
+		c.sample.Reset(&c.buf)
+		c.sample.Write(data[:sampleSize])
+		c.sample.Flush()
+		if c.buf.Len() > sampleSize*97/100 {
+			return stored(data)
+		}
+	}
+	c.buf.Reset()
+	c.fw.Reset(&c.buf)
+	c.fw.Write(data)
+	c.fw.Flush() // ends byte aligned, not final
+	if c.buf.Len() >= len(data)+len(data)/65535*5+5 {
+		return stored(data)
+	}
+	return bytes.Clone(c.buf.Bytes())
+}
+
+// stored wraps data in non-final stored deflate blocks.
+func stored(data []byte) []byte {
+	out := make([]byte, 0, len(data)+(len(data)/65535+1)*5)
+	for len(data) > 0 {
+		n := min(len(data), 65535)
+		var hdr [5]byte
+		hdr[0] = 0x00
+		binary.LittleEndian.PutUint16(hdr[1:], uint16(n))
+		binary.LittleEndian.PutUint16(hdr[3:], ^uint16(n))
+		out = append(out, hdr[:]...)
+		out = append(out, data[:n]...)
+		data = data[n:]
+	}
+	return out
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
