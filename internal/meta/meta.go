@@ -50,12 +50,26 @@ type Registration struct {
 func (Registration) TableName() string { return RegistryTable }
 
 // Ensure creates the meta tables when they are missing.
+// Hosts starting together on one database take turns: on PostgreSQL
+// through a transaction-scoped advisory lock, on SQLite through the
+// write lock of the transaction itself.
 func Ensure(ctx context.Context, db *gorm.DB) error {
-	if err := db.WithContext(ctx).AutoMigrate(&Setting{}, &Registration{}); err != nil {
+	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if tx.Dialector.Name() == "postgres" {
+			if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", ensureLockKey).Error; err != nil {
+				return err
+			}
+		}
+		return tx.AutoMigrate(&Setting{}, &Registration{})
+	})
+	if err != nil {
 		return fmt.Errorf("create meta tables: %w", err)
 	}
 	return nil
 }
+
+// ensureLockKey serialises Ensure across hosts ("pkhostmt" in ASCII).
+const ensureLockKey int64 = 0x706b686f73746d74
 
 // Present reports whether both meta tables exist.
 func Present(ctx context.Context, db *gorm.DB) bool {
