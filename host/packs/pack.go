@@ -36,6 +36,14 @@ func (p *Pack) Addr() net.Addr {
 	return nil
 }
 
+// PID is the pack process's id (0 when it is not running).
+func (p *Pack) PID() int {
+	if rc := p.client.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
 // Exited reports whether the pack's process has ended.
 func (p *Pack) Exited() bool { return p.client.Exited() }
 

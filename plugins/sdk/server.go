@@ -59,9 +59,9 @@ func (s *server) Repair(ctx context.Context, req *packpb.RepairRequest) (*packpb
 }
 
 func (s *server) Backup(req *packpb.BackupRequest, stream packpb.Pack_BackupServer) error {
-	return s.fail(ErrNotSupported)
+	return s.fail(s.rt.backup(stream.Context(), req, stream.Send))
 }
 
 func (s *server) Restore(req *packpb.RestoreRequest, stream packpb.Pack_RestoreServer) error {
-	return s.fail(ErrNotSupported)
+	return s.fail(s.rt.restore(stream.Context(), req, stream.Send))
 }
