@@ -39,8 +39,13 @@ run: build
 test: fmt vet
 	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-go
 
+EXAMPLES := examples/guestbook
+
 test-go:
 	$(GO) test -count=1 -timeout 20m ./...
+	@for d in $(EXAMPLES); do \
+		(cd $$d && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...) || exit 1; \
+	done
 
 ## bench: benchmarks; figures go to bench/results/
 bench: build
