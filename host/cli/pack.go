@@ -12,6 +12,7 @@ func packCmd(e env, args []string) (int, error) {
 		"build":       packBuildCmd,
 		"sign":        packSignCmd,
 		"dev-install": devInstallCmd,
+		"install":     packInstallCmd,
 	})
 }
 

@@ -1,7 +1,267 @@
 package cli
 
-var (
-	keygenCmd    = notYet("keygen")
-	packBuildCmd = notYet("pack build")
-	packSignCmd  = notYet("pack sign")
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/progress"
+	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/host/update"
 )
+
+// keygenCmd writes an ed25519 key pair for signing update zips.
+func keygenCmd(e env, args []string) (int, error) {
+	fs := newFlags(e, "keygen")
+	dir := fs.String("dir", ".", "folder to write <name>.key and <name>.pub into")
+	name := fs.String("name", "packhost", "key name (the files' base name)")
+	if err := parse(fs, args); err != nil {
+		return 0, err
+	}
+	if fs.NArg() > 0 {
+		return 0, usageErr("host keygen takes no arguments, got %q", fs.Args())
+	}
+	priv, pub, err := update.Keygen(*dir, *name)
+	if err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(e.stdout, "private key %s (keep it secret; sign with `host pack sign --key %s ZIP`)\npublic key  %s (copy it into <root>/%s/ to trust it)\n",
+		priv, priv, pub, update.TrustedKeysDir)
+	return 0, nil
+}
+
+// packBuildCmd writes <id>-<version>.zip from a pack binary.
+func packBuildCmd(e env, args []string) (int, error) {
+	var c common
+	fs := newFlags(e, "pack build")
+	c.register(fs)
+	out := fs.String("out", ".", "folder to write the zip into")
+	whatsNew := fs.String("whats-new", "", "Markdown file shown to the admin as the release's news")
+	minHost := fs.String("min-host-version", "", "oldest host version the pack runs on")
+	released := fs.String("released", "", "release date YYYY-MM-DD (default today, UTC)")
+	keyFile := fs.String("key", "", "private key file: sign the zip too")
+	var files multiFlag
+	fs.Var(&files, "file", "extra file ZIPPATH=LOCALPATH (repeatable)")
+	if err := parse(fs, args); err != nil {
+		return 0, err
+	}
+	if fs.NArg() == 0 {
+		return 0, usageErr("host pack build needs this platform's pack binary, then optionally OS/ARCH=BINARY for other platforms")
+	}
+	o := update.BuildOptions{Binary: fs.Arg(0), OutDir: *out, MinHostVersion: *minHost, Released: *released}
+	for _, a := range fs.Args()[1:] {
+		plat, path, ok := strings.Cut(a, "=")
+		if !ok {
+			return 0, usageErr("%q: other platforms' binaries are given as OS/ARCH=PATH", a)
+		}
+		if o.Others == nil {
+			o.Others = map[string]string{}
+		}
+		o.Others[plat] = path
+	}
+	for _, f := range files {
+		zp, path, ok := strings.Cut(f, "=")
+		if !ok {
+			return 0, usageErr("--file %q: want ZIPPATH=LOCALPATH", f)
+		}
+		if o.Files == nil {
+			o.Files = map[string]string{}
+		}
+		o.Files[zp] = path
+	}
+	if *whatsNew != "" {
+		data, err := os.ReadFile(*whatsNew)
+		if err != nil {
+			return 1, fmt.Errorf("pack build: %w", err)
+		}
+		o.WhatsNew = string(data)
+	}
+	if *keyFile != "" {
+		key, err := update.ReadPrivateKey(*keyFile)
+		if err != nil {
+			return 1, fmt.Errorf("pack build: %w", err)
+		}
+		o.Key = key
+	}
+	l, err := packs.NewLauncher(packs.Config{StartTimeout: c.startTimeout, Logger: c.logger(e)})
+	if err != nil {
+		return 1, err
+	}
+	defer l.Close()
+	path, m, err := update.Build(e.ctx, l, o)
+	if err != nil {
+		return 1, err
+	}
+	signed := "unsigned"
+	if o.Key != nil {
+		signed = "signed"
+	}
+	fmt.Fprintf(e.stdout, "built %s (%s %s, %s)\n", path, m.ID, m.Version, signed)
+	return 0, nil
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// packSignCmd signs the manifest of update zips.
+func packSignCmd(e env, args []string) (int, error) {
+	fs := newFlags(e, "pack sign")
+	keyFile := fs.String("key", "", "private key file (from `host keygen`)")
+	if err := parse(fs, args); err != nil {
+		return 0, err
+	}
+	if *keyFile == "" || fs.NArg() == 0 {
+		return 0, usageErr("host pack sign needs --key KEYFILE and one or more zips")
+	}
+	key, err := update.ReadPrivateKey(*keyFile)
+	if err != nil {
+		return 1, err
+	}
+	for _, z := range fs.Args() {
+		if err := update.Sign(z, key); err != nil {
+			return 1, err
+		}
+		fmt.Fprintf(e.stdout, "signed %s\n", z)
+	}
+	return 0, nil
+}
+
+// packInstallCmd installs update zips the way `host run --install-updates`
+// does: it copies the zips given into Updates_Pending, then installs
+// everything pending. The development loop (`make build`) uses it.
+func packInstallCmd(e env, args []string) (int, error) {
+	var c common
+	fs := newFlags(e, "pack install")
+	c.register(fs)
+	noBackup := fs.Bool("no-backup", false, "do not back up the system directory and the tables first")
+	reinstall := fs.Bool("reinstall", false, "accept a zip of the installed version (development loop)")
+	recoverOnly := fs.Bool("recover-only", false, "finish or undo an interrupted install, then stop")
+	if err := parse(fs, args); err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(c.root, 0o755); err != nil {
+		return 1, err
+	}
+	if err := recoverInstall(e, c); err != nil {
+		return 1, err
+	}
+	if *recoverOnly {
+		return 0, nil
+	}
+	pending := filepath.Join(c.root, system.PendingDir)
+	if err := os.MkdirAll(pending, 0o755); err != nil {
+		return 1, err
+	}
+	for _, z := range fs.Args() {
+		if err := copyInto(z, pending); err != nil {
+			return 1, fmt.Errorf("pack install: %w", err)
+		}
+	}
+	sys, err := system.Open(e.ctx, c.options(e, false))
+	if err != nil {
+		return 1, err
+	}
+	defer sys.Close()
+	if err := installUpdates(e, sys, *noBackup, *reinstall); err != nil {
+		return 1, err
+	}
+	return 0, nil
+}
+
+func copyInto(src, dir string) error {
+	dst := filepath.Join(dir, filepath.Base(src))
+	if a, err := filepath.Abs(src); err == nil {
+		if b, err := filepath.Abs(dst); err == nil && a == b {
+			return nil
+		}
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// installPending installs every zip in Updates_Pending (host run
+// --install-updates). It stops sys's packs as it goes: the caller opens
+// the system again after a nil return and serves from the new versions.
+// On error nothing was installed (the old versions are back, the zips
+// still pending) and the error says what failed.
+func installPending(e env, sys *system.System, noBackup bool) error {
+	return installUpdates(e, sys, noBackup, false)
+}
+
+func installUpdates(e env, sys *system.System, noBackup, reinstall bool) error {
+	bars := progress.New(e.stdout, sys.Log)
+	lastTenth := int64(-1)
+	in := &update.Installer{
+		Root:     sys.Root,
+		Inspect:  update.Options{HostVersion: HostVersion, AllowSameVersion: reinstall},
+		Packs:    packs.Config{DB: sys.Target, HasDB: sys.DB != nil, Logger: sys.Log},
+		DB:       update.PackDB{Root: sys.Root, Log: sys.Log},
+		NoBackup: noBackup,
+		Log:      sys.Log,
+		Progress: func(done, total int64) {
+			// A log line per 10% when stdout is not a terminal.
+			if pct := done * 10 / max(total, 1); pct != lastTenth || done == total {
+				lastTenth = pct
+				bars.Update("system backup", done, total, "")
+			}
+		},
+	}
+	res, err := in.Install(e.ctx, sys.Packs)
+	if err != nil {
+		return err
+	}
+	if res.SystemBackup != "" {
+		bars.Done("system backup", res.SystemBackup)
+	}
+	for i, z := range res.Zips {
+		fmt.Fprintf(e.stdout, "installed %s %s (was %s); zip moved to %s\n", z.Manifest.ID, z.Manifest.Version,
+			orNew(z.Installed), res.Moved[i])
+	}
+	return nil
+}
+
+func orNew(v string) string {
+	if v == "" {
+		return "not installed"
+	}
+	return v
+}
+
+// recoverInstall finishes or undoes an install the host did not complete.
+// It runs before anything else at start; when the tables must be restored
+// too, it starts the old packs to do it.
+func recoverInstall(e env, c common) error {
+	log := c.logger(e)
+	r, err := update.Recover(c.root)
+	if err != nil {
+		return err
+	}
+	if r.Action == "" {
+		return nil
+	}
+	log.Warn(r.String())
+	if !r.NeedsDBRestore {
+		return nil
+	}
+	sys, err := system.Open(e.ctx, c.options(e, false))
+	if err != nil {
+		return fmt.Errorf("recover an interrupted install: %w", err)
+	}
+	defer sys.Close()
+	if err := update.FinishRecovery(e.ctx, sys.Root, sys.Packs, update.PackDB{Root: sys.Root, Log: log}); err != nil {
+		return err
+	}
+	log.Info("the database was restored from the backup taken before the interrupted install")
+	return nil
+}

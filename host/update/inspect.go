@@ -56,6 +56,9 @@ type Options struct {
 	Platform string
 	// Limits; DefaultLimits when zero.
 	Limits Limits
+	// AllowSameVersion accepts a zip of the installed version (the
+	// development loop reinstalls what it just built); older ones stay refused.
+	AllowSameVersion bool
 }
 
 func (o Options) withDefaults() Options {
@@ -374,7 +377,8 @@ func InspectZip(zipPath string, installed map[string]*manifest.Manifest, keys []
 		z.problem("%v", err)
 	}
 	if z.Installed != "" {
-		if iv, err := semver.NewVersion(z.Installed); err == nil && !m.SemVer().GreaterThan(iv) {
+		if iv, err := semver.NewVersion(z.Installed); err == nil && !m.SemVer().GreaterThan(iv) &&
+			!(opts.AllowSameVersion && m.SemVer().Equal(iv)) {
 			z.problem("version %s is not newer than the installed %s", m.Version, z.Installed)
 		}
 	}

@@ -1,0 +1,526 @@
+package update
+
+import (
+	"archive/zip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/packhost/packhost/host/manifest"
+	"github.com/packhost/packhost/host/packs"
+)
+
+// DBSteps backs up, upgrades and restores the tables of packs for an
+// install. running are the packs to talk to: the old versions for Backup
+// and Restore, the new ones for Upgrade.
+type DBSteps interface {
+	// Backup backs up the tables and settings of the packs ids and
+	// returns a token Restore takes.
+	Backup(ctx context.Context, running []*packs.Pack, ids []string) (token string, err error)
+	// Upgrade upgrades the tables of the packs ids, in dependency order.
+	Upgrade(ctx context.Context, running []*packs.Pack, ids []string) error
+	// Restore puts back what Backup saved.
+	Restore(ctx context.Context, running []*packs.Pack, token string) error
+}
+
+// Installer installs the zips waiting in Updates_Pending.
+//
+// Install's lifecycle:
+//  1. Inspect every pending zip; if any is invalid, stop: nothing changed.
+//  2. Back up the system directory to Updates_Backups/system-<ts>.zip and
+//     the tables of the packs being replaced (both skipped with NoBackup).
+//  3. Write the journal, then extract each zip beside its pack
+//     (packs/.<id>.new-<ts>), checking every sha256 again.
+//  4. Swap each pack by renames: packs/<id> -> packs/.<id>.old-<ts>, then
+//     the staged directory -> packs/<id>.
+//  5. Start every installed pack from the new files; each must Describe
+//     itself with its manifest's id and version.
+//  6. Upgrade the tables of the installed packs.
+//  7. Commit: move each zip to Updates_Installed/<name>-<ts>.zip, remove
+//     the old versions and the journal.
+//
+// A failure in 3-6 puts the old directories back, restores the tables
+// from the backup of step 2 when the upgrade had begun, and leaves the
+// zips in Updates_Pending. A crash anywhere is handled by Recover at the
+// next start, which reads the journal.
+type Installer struct {
+	Root string
+	// Inspect is how zips are checked (host version, limits).
+	Inspect Options
+	// Packs says how to start packs (database, timeouts, logger).
+	Packs packs.Config
+	DB    DBSteps
+	// NoBackup skips the system and database backups.
+	NoBackup bool
+	Log      hclog.Logger
+	// Progress, when set, receives the system backup's progress.
+	Progress func(done, total int64)
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Result says what an install did.
+type Result struct {
+	// Zips are the installed zips, in install order.
+	Zips []*Zip
+	// SystemBackup is the system backup's path, "" with NoBackup.
+	SystemBackup string
+	// DBBackup is the database backup's token, "" when none was taken.
+	DBBackup string
+	// Moved are the zips' new paths in Updates_Installed.
+	Moved []string
+}
+
+// InstallError is an install that failed and was rolled back. Zips holds
+// every zip's problems when validation failed.
+type InstallError struct {
+	Step string
+	Err  error
+	Zips []*Zip
+	// RollbackErr is set when putting things back failed too.
+	RollbackErr error
+}
+
+func (e *InstallError) Error() string {
+	msg := fmt.Sprintf("install updates: %s: %v", e.Step, e.Err)
+	if e.Step != "validate" {
+		msg += "; the old versions were put back and the zips left in " + PendingDir
+	}
+	if e.RollbackErr != nil {
+		msg += fmt.Sprintf("; putting things back failed too: %v", e.RollbackErr)
+	}
+	return msg
+}
+
+func (e *InstallError) Unwrap() error { return e.Err }
+
+func (in *Installer) log() hclog.Logger {
+	if in.Log == nil {
+		return hclog.NewNullLogger()
+	}
+	return in.Log
+}
+
+// Install installs every pending zip or none. running are the packs now
+// running (the old versions), used to back up their tables; the caller
+// stops them and opens the system again after Install returns.
+func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Result, error) {
+	log := in.log()
+	now := time.Now
+	if in.Now != nil {
+		now = in.Now
+	}
+	zips, err := Inspect(in.Root, in.Inspect)
+	if err != nil {
+		return nil, err
+	}
+	if len(zips) == 0 {
+		return nil, ErrNothingPending
+	}
+	var bad []string
+	for _, z := range zips {
+		if !z.OK() {
+			bad = append(bad, z.Err().Error())
+		}
+	}
+	if len(bad) > 0 {
+		return nil, &InstallError{Step: "validate", Zips: zips,
+			Err: fmt.Errorf("%w: nothing was installed:\n  %s", ErrInvalidZip, strings.Join(bad, "\n  "))}
+	}
+	stamp := now().UTC().Format(TimeFormat)
+	res := &Result{Zips: zips}
+	j := &Journal{Stamp: stamp}
+	var replaced []string
+	for _, z := range zips {
+		m := z.Manifest
+		j.Packs = append(j.Packs, JournalEntry{
+			ID: m.ID, Version: m.Version, OldVersion: z.Installed, Zip: z.File,
+			Stage: "." + m.ID + ".new-" + stamp, Old: "." + m.ID + ".old-" + stamp,
+		})
+		if z.Installed != "" {
+			replaced = append(replaced, m.ID)
+		}
+		log.Info("installing", "zip", z.File, "pack", m.ID, "from", dashIfEmpty(z.Installed), "to", m.Version, "signature", z.Signature)
+	}
+
+	if !in.NoBackup {
+		log.Info("backing up the system directory")
+		res.SystemBackup, err = BackupSystem(ctx, in.Root, now(), in.Progress)
+		if err != nil {
+			return nil, &InstallError{Step: "system backup", Err: err}
+		}
+		j.SystemBackup = res.SystemBackup
+		log.Info("system backup written", "path", res.SystemBackup)
+		crashPoint("after-system-backup")
+		if len(replaced) > 0 && in.DB != nil {
+			res.DBBackup, err = in.DB.Backup(ctx, running, replaced)
+			if err != nil {
+				return nil, &InstallError{Step: "database backup", Err: err}
+			}
+			j.DBBackup = res.DBBackup
+			log.Info("database backup written", "token", res.DBBackup)
+		}
+		crashPoint("after-db-backup")
+	}
+
+	j.State = stateStaging
+	if err := j.write(in.Root); err != nil {
+		return nil, &InstallError{Step: "journal", Err: err}
+	}
+	crashPoint("after-journal")
+
+	fail := func(step string, err error) (*Result, error) {
+		log.Error("install failed; putting the old versions back", "step", step, "error", err)
+		rerr := in.rollback(ctx, j)
+		return nil, &InstallError{Step: step, Err: err, RollbackErr: rerr}
+	}
+	packsDir := filepath.Join(in.Root, packs.Dir)
+	for i, z := range zips {
+		if err := extract(z, filepath.Join(packsDir, j.Packs[i].Stage), in.Inspect.withDefaults().Limits); err != nil {
+			return fail("stage "+z.File, err)
+		}
+		crashPoint("mid-stage")
+	}
+	if err := syncDir(packsDir); err != nil {
+		return fail("stage", err)
+	}
+	crashPoint("after-stage")
+
+	if err := j.setState(in.Root, stateSwapping); err != nil {
+		return fail("journal", err)
+	}
+	for _, e := range j.Packs {
+		if err := swapIn(packsDir, e); err != nil {
+			return fail("swap "+e.ID, err)
+		}
+	}
+	crashPoint("after-swap")
+	if err := j.setState(in.Root, stateSwapped); err != nil {
+		return fail("journal", err)
+	}
+
+	l, err := packs.NewLauncher(in.Packs)
+	if err != nil {
+		return fail("start packs", err)
+	}
+	defer l.Close()
+	newPacks, err := startInstalled(ctx, l, in.Root)
+	if err != nil {
+		l.Close()
+		return fail("start the new versions", err)
+	}
+	for _, e := range j.Packs {
+		if !hasPack(newPacks, e.ID) {
+			l.Close()
+			return fail("start the new versions", fmt.Errorf("pack %s did not start", e.ID))
+		}
+	}
+	crashPoint("after-relaunch")
+	if err := j.setState(in.Root, stateUpgrading); err != nil {
+		l.Close()
+		return fail("journal", err)
+	}
+	if in.DB != nil {
+		ids := make([]string, len(j.Packs))
+		for i, e := range j.Packs {
+			ids[i] = e.ID
+		}
+		if err := in.DB.Upgrade(ctx, newPacks, ids); err != nil {
+			l.Close()
+			return fail("upgrade the database", err)
+		}
+	}
+	crashPoint("after-upgrade")
+	l.Close()
+
+	if err := j.setState(in.Root, stateCommitted); err != nil {
+		return fail("journal", err)
+	}
+	crashPoint("after-commit")
+	res.Moved, err = commit(in.Root, j)
+	if err != nil {
+		// Installed; only the tidying failed. Recover finishes it.
+		return res, fmt.Errorf("install updates: installed, but tidying up failed (the next start finishes it): %w", err)
+	}
+	for _, z := range zips {
+		log.Info("installed", "pack", z.Manifest.ID, "version", z.Manifest.Version)
+	}
+	return res, nil
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "(new)"
+	}
+	return s
+}
+
+func hasPack(list []*packs.Pack, id string) bool {
+	for _, p := range list {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// startInstalled starts every installed pack; the start errors of any
+// pack are returned together.
+func startInstalled(ctx context.Context, l *packs.Launcher, root string) ([]*packs.Pack, error) {
+	list, err := packs.Discover(root)
+	if err != nil {
+		return nil, err
+	}
+	started, failed := l.StartAll(ctx, list)
+	if len(failed) > 0 {
+		return started, errors.Join(failed...)
+	}
+	return started, nil
+}
+
+// swapIn moves the old directory aside and the staged one in. Each rename
+// is atomic; the journal and the directory names say how far it got.
+func swapIn(packsDir string, e JournalEntry) error {
+	final := filepath.Join(packsDir, e.ID)
+	if _, err := os.Stat(final); err == nil {
+		if err := os.Rename(final, filepath.Join(packsDir, e.Old)); err != nil {
+			return err
+		}
+		if err := syncDir(packsDir); err != nil {
+			return err
+		}
+		crashPoint("mid-swap")
+	}
+	if err := os.Rename(filepath.Join(packsDir, e.Stage), final); err != nil {
+		return err
+	}
+	return syncDir(packsDir)
+}
+
+// undoFiles puts a pack's old directory back and removes the new one. It
+// is safe to run again after a crash in the middle of it.
+func undoFiles(packsDir string, e JournalEntry) error {
+	final := filepath.Join(packsDir, e.ID)
+	old := filepath.Join(packsDir, e.Old)
+	if err := os.RemoveAll(filepath.Join(packsDir, e.Stage)); err != nil {
+		return err
+	}
+	_, oldErr := os.Stat(old)
+	switch {
+	case oldErr == nil:
+		// Swapped (or half): whatever is at final is new.
+		if err := removeDir(packsDir, final, e); err != nil {
+			return err
+		}
+		if err := os.Rename(old, final); err != nil {
+			return err
+		}
+	case e.OldVersion == "":
+		// A new pack: remove it if the swap put it in place.
+		if m, err := manifest.Load(filepath.Join(final, manifest.FileName)); err == nil && m.Version == e.Version {
+			if err := removeDir(packsDir, final, e); err != nil {
+				return err
+			}
+		}
+	}
+	return syncDir(packsDir)
+}
+
+// removeDir renames dir aside before removing it, so a crash midway leaves
+// no half directory under a pack's name.
+func removeDir(packsDir, dir string, e JournalEntry) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	trash := filepath.Join(packsDir, "."+e.ID+".failed-"+filepath.Base(e.Stage))
+	if err := os.RemoveAll(trash); err != nil {
+		return err
+	}
+	if err := os.Rename(dir, trash); err != nil {
+		return err
+	}
+	return os.RemoveAll(trash)
+}
+
+// rollback undoes a failed install: files first, then the tables when the
+// upgrade had begun. The journal goes when everything is back.
+func (in *Installer) rollback(ctx context.Context, j *Journal) error {
+	packsDir := filepath.Join(in.Root, packs.Dir)
+	var errs []error
+	for _, e := range j.Packs {
+		if err := undoFiles(packsDir, e); err != nil {
+			errs = append(errs, fmt.Errorf("put back pack %s: %w", e.ID, err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if j.State == stateUpgrading {
+		if err := in.restoreDB(ctx, j); err != nil {
+			return err
+		}
+	}
+	return removeJournal(in.Root)
+}
+
+// restoreDB restores the tables with the old binaries back in place.
+func (in *Installer) restoreDB(ctx context.Context, j *Journal) error {
+	if j.DBBackup == "" || in.DB == nil {
+		in.log().Warn("the database upgrade had begun and no database backup was taken (--no-backup): tables may be partly upgraded; `host status` shows their state")
+		return nil
+	}
+	if err := j.setState(in.Root, stateRestoreDB); err != nil {
+		return err
+	}
+	l, err := packs.NewLauncher(in.Packs)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	old, err := startInstalled(ctx, l, in.Root)
+	if err != nil {
+		return fmt.Errorf("start the old versions to restore the database: %w", err)
+	}
+	if err := in.DB.Restore(ctx, old, j.DBBackup); err != nil {
+		return fmt.Errorf("restore the database from %s: %w", j.DBBackup, err)
+	}
+	in.log().Info("database restored", "backup", j.DBBackup)
+	return nil
+}
+
+// commit moves the zips to Updates_Installed and removes the old versions
+// and the journal. Run again after a crash, it finishes what is left.
+func commit(root string, j *Journal) ([]string, error) {
+	dir := filepath.Join(root, InstalledDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var moved []string
+	for i, e := range j.Packs {
+		src := filepath.Join(root, PendingDir, e.Zip)
+		dst := filepath.Join(dir, strings.TrimSuffix(e.Zip, filepath.Ext(e.Zip))+"-"+j.Stamp+".zip")
+		if _, err := os.Stat(src); err == nil {
+			if err := os.Rename(src, dst); err != nil {
+				return moved, fmt.Errorf("move %s to %s: %w", e.Zip, InstalledDir, err)
+			}
+		}
+		moved = append(moved, dst)
+		if i == 0 {
+			crashPoint("mid-move")
+		}
+	}
+	if err := syncDir(dir); err != nil {
+		return moved, err
+	}
+	if err := syncDir(filepath.Join(root, PendingDir)); err != nil {
+		return moved, err
+	}
+	packsDir := filepath.Join(root, packs.Dir)
+	for _, e := range j.Packs {
+		if err := os.RemoveAll(filepath.Join(packsDir, e.Old)); err != nil {
+			return moved, fmt.Errorf("remove the old version of %s: %w", e.ID, err)
+		}
+	}
+	return moved, removeJournal(root)
+}
+
+// extract writes the zip's files into dir (which must not exist), checking
+// every entry again: the zip may have changed since it was inspected.
+func extract(z *Zip, dir string, lim Limits) error {
+	zr, err := zip.OpenReader(z.Path)
+	if err != nil {
+		return err
+	}
+	defer zr.Close()
+	files, problems := scanEntries(&zr.Reader, lim)
+	if len(problems) > 0 {
+		return fmt.Errorf("%s changed since it was inspected: %s", z.File, strings.Join(problems, "; "))
+	}
+	mf := files[manifest.FileName]
+	if mf == nil {
+		return fmt.Errorf("%s changed since it was inspected: no %s", z.File, manifest.FileName)
+	}
+	data, err := readEntry(mf, maxManifestSize)
+	if err != nil || string(data) != string(z.ManifestBytes) {
+		return fmt.Errorf("%s changed since it was inspected: %s differs", z.File, manifest.FileName)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, manifest.FileName), data, 0o644); err != nil {
+		return err
+	}
+	if sf := files[SigFileName]; sf != nil {
+		sig, err := readEntry(sf, maxManifestSize)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, SigFileName), sig, 0o644); err != nil {
+			return err
+		}
+	}
+	m := z.Manifest
+	want := map[string]string{}
+	modes := map[string]os.FileMode{}
+	for _, b := range m.Binaries {
+		want[b.Path] = b.SHA256
+		modes[b.Path] = 0o755
+	}
+	for p, s := range m.Files {
+		want[p] = s
+	}
+	for _, p := range sortedKeys(want) {
+		f := files[p]
+		if f == nil {
+			return fmt.Errorf("%s changed since it was inspected: %s is gone", z.File, p)
+		}
+		mode := modes[p]
+		if mode == 0 {
+			mode = 0o644
+		}
+		if err := extractFile(f, filepath.Join(dir, filepath.FromSlash(p)), want[p], mode); err != nil {
+			return fmt.Errorf("%s: %s: %w", z.File, p, err)
+		}
+	}
+	return nil
+}
+
+func extractFile(f *zip.File, dst, wantSum string, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	rc, err := f.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(out, h), rc); err != nil {
+		out.Close()
+		return dataErr(err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != wantSum {
+		return fmt.Errorf("sha256 mismatch (manifest %s, file %s)", short(wantSum), short(got))
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package update
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// JournalFile is the install journal in the system directory. While it
+// exists an install is under way or was interrupted; Recover reads it.
+const JournalFile = ".install-journal.json"
+
+// Journal states, in the order an install passes them.
+const (
+	// stateStaging: backups taken, new files being written beside the old.
+	stateStaging = "staging"
+	// stateSwapping: packs are being swapped by renames.
+	stateSwapping = "swapping"
+	// stateSwapped: every pack swapped; the new binaries are being started.
+	stateSwapped = "swapped"
+	// stateUpgrading: the database upgrade has started.
+	stateUpgrading = "upgrading"
+	// stateCommitted: the install succeeded; zips are being moved and the
+	// old versions removed.
+	stateCommitted = "committed"
+	// stateRestoreDB: the files were put back; the database must be
+	// restored from DBBackup before the host starts.
+	stateRestoreDB = "restore-db"
+)
+
+// Journal records an install so that it can be finished or undone.
+type Journal struct {
+	// Stamp is the install's UTC timestamp (TimeFormat).
+	Stamp string `json:"stamp"`
+	State string `json:"state"`
+	// DBBackup is the token of the database backup taken before the
+	// install, "" when none was taken (--no-backup, or no pack was
+	// installed before).
+	DBBackup     string         `json:"db_backup,omitempty"`
+	SystemBackup string         `json:"system_backup,omitempty"`
+	Packs        []JournalEntry `json:"packs"`
+}
+
+// JournalEntry is one pack of an install. Dirs are relative to <root>/packs.
+type JournalEntry struct {
+	ID         string `json:"id"`
+	Version    string `json:"version"`
+	OldVersion string `json:"old_version,omitempty"`
+	// Zip is the zip's file name in Updates_Pending.
+	Zip string `json:"zip"`
+	// Stage holds the new files until the swap; Old the old ones after it.
+	Stage string `json:"stage"`
+	Old   string `json:"old"`
+}
+
+func journalPath(root string) string { return filepath.Join(root, JournalFile) }
+
+// readJournal returns nil when there is no journal.
+func readJournal(root string) (*Journal, error) {
+	data, err := os.ReadFile(journalPath(root))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read install journal: %w", err)
+	}
+	var j Journal
+	if err := json.Unmarshal(data, &j); err != nil {
+		return nil, fmt.Errorf("install journal %s is unreadable (%v); restore the system directory from the newest Updates_Backups/system-*.zip", journalPath(root), err)
+	}
+	return &j, nil
+}
+
+// write replaces the journal atomically and durably: a temporary file,
+// fsync, rename, fsync of the directory.
+func (j *Journal) write(root string) error {
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := journalPath(root) + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("write install journal: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write install journal: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write install journal: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write install journal: %w", err)
+	}
+	if err := os.Rename(tmp, journalPath(root)); err != nil {
+		return fmt.Errorf("write install journal: %w", err)
+	}
+	return syncDir(root)
+}
+
+func (j *Journal) setState(root, state string) error {
+	j.State = state
+	return j.write(root)
+}
+
+func removeJournal(root string) error {
+	if err := os.Remove(journalPath(root)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove install journal: %w", err)
+	}
+	return syncDir(root)
+}
+
+// EnvCrashAt names an install step at which the host kills itself with
+// SIGKILL. It exists for the crash tests; see the crash* calls in Install.
+const EnvCrashAt = "PACKHOST_CRASH_AT"
+
+// CrashSteps are the steps EnvCrashAt may name, in install order.
+var CrashSteps = []string{
+	"after-system-backup", "after-db-backup", "after-journal", "mid-stage", "after-stage",
+	"mid-swap", "after-swap", "after-relaunch", "after-upgrade",
+	"after-commit", "mid-move",
+}
+
+func crashPoint(step string) {
+	if os.Getenv(EnvCrashAt) == step {
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			_ = p.Kill() // SIGKILL on unix
+		}
+		select {} // the signal is on its way
+	}
+}

@@ -1,0 +1,134 @@
+package update
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/packhost/packhost/host/packs"
+)
+
+// Recovery says what Recover did with an interrupted install.
+type Recovery struct {
+	// Action is "finished" (the install had committed, or the database
+	// upgrade had begun without a backup and the new versions stay),
+	// "undone" (the old versions are back, the zips still pending), or ""
+	// when there was nothing to recover.
+	Action string
+	// Packs are "id old -> new" for each pack of the install.
+	Packs []string
+	// NeedsDBRestore is set when the tables must be restored from the
+	// database backup before the host starts: call FinishRecovery with
+	// the (old) packs running.
+	NeedsDBRestore bool
+	// Warning is something the admin should know.
+	Warning string
+}
+
+// String is one sentence for the log.
+func (r *Recovery) String() string {
+	if r == nil || r.Action == "" {
+		return "no interrupted install"
+	}
+	s := fmt.Sprintf("an interrupted install was %s (%s)", r.Action, strings.Join(r.Packs, ", "))
+	if r.NeedsDBRestore {
+		s += "; the database is restored next"
+	}
+	if r.Warning != "" {
+		s += "; " + r.Warning
+	}
+	return s
+}
+
+// Pending reports whether root holds the journal of an unfinished install
+// (for read-only reports: `host status` says so and changes nothing).
+func Pending(root string) (bool, error) {
+	j, err := readJournal(root)
+	return j != nil, err
+}
+
+// Recover finishes or undoes an install the host did not complete (it
+// died: SIGKILL, power loss). It runs before anything else at start and
+// touches only files; when the tables must be restored too it says so, and
+// the caller starts the packs and calls FinishRecovery.
+//
+// An install that had committed is finished. One whose database upgrade
+// had begun without a backup is finished too (the new versions passed
+// their start check; the upgrade steps are transactional and `host run
+// --update-db` completes them). Anything else is undone.
+func Recover(root string) (*Recovery, error) {
+	j, err := readJournal(root)
+	if err != nil || j == nil {
+		return &Recovery{}, err
+	}
+	r := &Recovery{}
+	for _, e := range j.Packs {
+		r.Packs = append(r.Packs, fmt.Sprintf("%s %s -> %s", e.ID, dashIfEmpty(e.OldVersion), e.Version))
+	}
+	fail := func(err error) (*Recovery, error) {
+		return r, fmt.Errorf("%w (journal %s): %v; restore the system directory from %s", ErrInterrupted,
+			journalPath(root), err, orNewest(j.SystemBackup))
+	}
+	switch {
+	case j.State == stateRestoreDB:
+		r.Action, r.NeedsDBRestore = "undone", true
+		return r, nil
+	case j.State == stateCommitted,
+		j.State == stateUpgrading && j.DBBackup == "":
+		if j.State == stateUpgrading {
+			r.Warning = "the database upgrade had begun without a backup and may be unfinished: run `host run --update-db`"
+		}
+		if _, err := commit(root, j); err != nil {
+			return fail(err)
+		}
+		r.Action = "finished"
+		return r, nil
+	}
+	packsDir := filepath.Join(root, packs.Dir)
+	for _, e := range j.Packs {
+		if err := undoFiles(packsDir, e); err != nil {
+			return fail(fmt.Errorf("put back pack %s: %w", e.ID, err))
+		}
+	}
+	r.Action = "undone"
+	if j.State == stateUpgrading {
+		if err := j.setState(root, stateRestoreDB); err != nil {
+			return fail(err)
+		}
+		r.NeedsDBRestore = true
+		return r, nil
+	}
+	if err := removeJournal(root); err != nil {
+		return fail(err)
+	}
+	return r, nil
+}
+
+// FinishRecovery restores the tables after Recover undid an install whose
+// database upgrade had begun. running are the packs started from the old
+// files Recover put back.
+func FinishRecovery(ctx context.Context, root string, running []*packs.Pack, db DBSteps) error {
+	j, err := readJournal(root)
+	if err != nil || j == nil {
+		return err
+	}
+	if j.State != stateRestoreDB {
+		return fmt.Errorf("%w: the journal is in state %q; run Recover first", ErrInterrupted, j.State)
+	}
+	if db == nil {
+		return errors.New("finish recovery: no database steps to restore with")
+	}
+	if err := db.Restore(ctx, running, j.DBBackup); err != nil {
+		return fmt.Errorf("%w: restore the database from %s: %v; the journal was kept, so the next start tries again", ErrInterrupted, j.DBBackup, err)
+	}
+	return removeJournal(root)
+}
+
+func orNewest(p string) string {
+	if p != "" {
+		return p
+	}
+	return "the newest " + BackupsDir + "/system-*.zip"
+}
