@@ -72,3 +72,7 @@ func TestTheExampleImportsNothingOfPackhostButTheSDK(t *testing.T) {
 		}
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	sdktest.CheckDescribe(t, pack)
+}

@@ -15,3 +15,7 @@ func TestPackIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	sdktest.CheckDescribe(t, pack)
+}

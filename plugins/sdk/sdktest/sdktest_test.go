@@ -73,3 +73,19 @@ func TestAFailingStepComesBackAsErrStepFailedAndChangesNothing(t *testing.T) {
 		}
 	})
 }
+
+func TestDescribeProblemsNameStepsWithoutSummary(t *testing.T) {
+	pack := twoStepPack(nil)
+	if p := describeProblems(t, pack); len(p) != 0 {
+		t.Fatalf("a good pack has problems: %v", p)
+	}
+	pack.Tables[0].Steps[1].Summary = ""
+	p := describeProblems(t, pack)
+	if len(p) != 1 || !strings.Contains(p[0], "table kit_items: the step to version 2 has no Summary") {
+		t.Fatalf("want the missing summary named, got %v", p)
+	}
+	pack.Version = "one"
+	if p := describeProblems(t, pack); len(p) != 1 || !strings.Contains(p[0], `version "one" is not semver`) {
+		t.Fatalf("want the bad version named, got %v", p)
+	}
+}
