@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,6 +155,11 @@ func (l *Launcher) Start(ctx context.Context, inst Installed) (*Pack, error) {
 // StartBinary starts a pack binary that is not installed (to read its
 // Describe when building its manifest).
 func (l *Launcher) StartBinary(ctx context.Context, binary string) (*Pack, error) {
+	// A bare name would be looked up in PATH by exec; the operator means the
+	// file in the current directory.
+	if abs, err := filepath.Abs(binary); err == nil {
+		binary = abs
+	}
 	sum, err := FileSHA256(binary)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", binary, err)

@@ -29,14 +29,15 @@ var (
 func main() {
 	r, _ := strconv.Atoi(release)
 	fail, _ := strconv.Atoi(failAt)
+	t := tableName()
 	steps := []sdk.Step{
 		{Summary: "creates notes (id, body)", Up: sdk.SQL(
-			`CREATE TABLE notes (id integer PRIMARY KEY, body text NOT NULL)`)},
+			`CREATE TABLE ` + t + ` (id integer PRIMARY KEY, body text NOT NULL)`)},
 		{Summary: "adds notes.author", Up: sdk.SQL(
-			`ALTER TABLE notes ADD COLUMN author varchar(100) NOT NULL DEFAULT ''`,
-			`CREATE INDEX idx_notes_author ON notes (author)`)},
+			`ALTER TABLE `+t+` ADD COLUMN author varchar(100) NOT NULL DEFAULT ''`,
+			`CREATE INDEX idx_`+t+`_author ON `+t+` (author)`)},
 		{Summary: "adds notes.pinned", Up: sdk.SQL(
-			`ALTER TABLE notes ADD COLUMN pinned boolean NOT NULL DEFAULT false`)},
+			`ALTER TABLE ` + t + ` ADD COLUMN pinned boolean NOT NULL DEFAULT false`)},
 	}
 	if r < 1 || r > len(steps) {
 		r = len(steps)
