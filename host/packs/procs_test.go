@@ -7,9 +7,9 @@ import (
 	"strings"
 )
 
-// packProcs lists the live processes whose parent is ppid and whose
-// executable lies under dir: the packs a host started from a system
-// directory.
+// packProcs lists the live processes whose parent is ppid (any parent when
+// ppid is negative) and whose executable lies under dir: the packs a host
+// started from a system directory.
 func packProcs(ppid int, dir string) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -21,7 +21,7 @@ func packProcs(ppid int, dir string) []int {
 		if err != nil || !alive(pid) {
 			continue
 		}
-		if parent(pid) != ppid {
+		if ppid >= 0 && parent(pid) != ppid {
 			continue
 		}
 		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
