@@ -793,6 +793,13 @@ func (r *runtime) restoreTx(ctx context.Context, tx *gorm.DB, conn *sql.Conn, l 
 				bt.Name, bt.Version, r.pack.ID, r.pack.Version, diff)
 		}
 		th := &throttle{send: send, table: bt.Name, msg: "restoring", total: bt.Rows}
+		// Indexes are built once after the load, as pg_restore does,
+		// instead of being updated row by row.
+		indexes, err := dropIndexes(ctx, tx, bt.Name)
+		if err != nil {
+			return fmt.Errorf("table %s: %w", bt.Name, err)
+		}
+		start := time.Now()
 		var n int64
 		switch bt.Encoding {
 		case backupfile.EncodingPGText:
@@ -803,6 +810,27 @@ func (r *runtime) restoreTx(ctx context.Context, tx *gorm.DB, conn *sql.Conn, l 
 		if err != nil {
 			return fmt.Errorf("load rows of %s: %w", bt.Name, err)
 		}
+		loaded := time.Since(start)
+		if err := th.send(&packpb.Progress{Table: bt.Name, Current: n, Total: bt.Rows,
+			Message: fmt.Sprintf("building %d index(es)", len(indexes))}); err != nil {
+			return err
+		}
+		if len(indexes) > 0 && tx.Dialector.Name() == "postgres" {
+			// Sorting a large table's keys in memory instead of in
+			// temporary files; SET LOCAL ends with the transaction.
+			if err := tx.Exec(`SELECT set_config('maintenance_work_mem', '256MB', true)
+				WHERE current_setting('maintenance_work_mem')::text NOT LIKE '%GB'
+				AND pg_size_bytes(current_setting('maintenance_work_mem')) < 256 * 1024 * 1024`).Error; err != nil {
+				return fmt.Errorf("table %s: %w", bt.Name, err)
+			}
+		}
+		for _, stmt := range indexes {
+			if err := tx.Exec(stmt).Error; err != nil {
+				return fmt.Errorf("table %s: rebuild index: %s: %w", bt.Name, stmt, err)
+			}
+		}
+		r.log.Info("table restored", "table", bt.Name, "rows", n, "load", loaded.Round(time.Millisecond),
+			"indexes", time.Since(start.Add(loaded)).Round(time.Millisecond))
 		if n != bt.Rows {
 			return fmt.Errorf("%w: %s: %d rows loaded, the manifest says %d", backupfile.ErrInvalid, bt.RowsFile, n, bt.Rows)
 		}
@@ -848,6 +876,58 @@ func (r *runtime) rebuild(ctx context.Context, tx *gorm.DB, t Table, version int
 		}
 	}
 	return tx.Exec("DELETE FROM " + quoteIdent(t.Name)).Error
+}
+
+// dropIndexes drops the secondary indexes and the primary key and unique
+// constraints of a freshly rebuilt, empty table and returns the statements
+// that make them again. Tables that other tables reference, and SQLite
+// indexes the database made itself (autoindexes), are left alone.
+func dropIndexes(ctx context.Context, tx *gorm.DB, table string) ([]string, error) {
+	type def struct{ Name, Def string }
+	var again []string
+	if tx.Dialector.Name() == "postgres" {
+		var referenced int64
+		if err := tx.Raw(`SELECT count(*) FROM pg_constraint WHERE confrelid = ?::regclass`, quoteIdent(table)).Scan(&referenced).Error; err != nil {
+			return nil, fmt.Errorf("list foreign keys: %w", err)
+		}
+		if referenced > 0 {
+			return nil, nil
+		}
+		var cons, idx []def
+		if err := tx.Raw(`SELECT conname AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint
+			WHERE conrelid = ?::regclass AND contype IN ('p', 'u') ORDER BY conname`, quoteIdent(table)).Scan(&cons).Error; err != nil {
+			return nil, fmt.Errorf("list constraints: %w", err)
+		}
+		if err := tx.Raw(`SELECT c.relname AS name, pg_get_indexdef(c.oid) AS def FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+			WHERE x.indrelid = ?::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)
+			ORDER BY c.relname`, quoteIdent(table)).Scan(&idx).Error; err != nil {
+			return nil, fmt.Errorf("list indexes: %w", err)
+		}
+		for _, c := range cons {
+			if err := tx.Exec(fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s", quoteIdent(table), quoteIdent(c.Name))).Error; err != nil {
+				return nil, fmt.Errorf("drop constraint %s: %w", c.Name, err)
+			}
+			again = append(again, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", quoteIdent(table), quoteIdent(c.Name), c.Def))
+		}
+		for _, i := range idx {
+			if err := tx.Exec("DROP INDEX " + quoteIdent(i.Name)).Error; err != nil {
+				return nil, fmt.Errorf("drop index %s: %w", i.Name, err)
+			}
+			again = append(again, i.Def)
+		}
+		return again, nil
+	}
+	var idx []def
+	if err := tx.Raw(`SELECT name, sql AS def FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL ORDER BY name`, table).Scan(&idx).Error; err != nil {
+		return nil, fmt.Errorf("list indexes: %w", err)
+	}
+	for _, i := range idx {
+		if err := tx.Exec("DROP INDEX " + quoteIdent(i.Name)).Error; err != nil {
+			return nil, fmt.Errorf("drop index %s: %w", i.Name, err)
+		}
+		again = append(again, i.Def)
+	}
+	return again, nil
 }
 
 // lineReader counts COPY text rows as they are read.
