@@ -88,7 +88,15 @@ func dbRestoreCmd(e env, args []string) (int, error) {
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
-	if fs.NArg() != 1 {
+	// The path may come before flags: host db restore PATH --root DIR.
+	var arg string
+	if fs.NArg() > 0 {
+		arg = fs.Arg(0)
+		if err := parse(fs, fs.Args()[1:]); err != nil {
+			return 0, err
+		}
+	}
+	if arg == "" || fs.NArg() > 0 {
 		return 0, usageErr("host db restore takes one argument, the backup's directory (see Updates_Backups)")
 	}
 	sys, err := system.Open(e.ctx, c.options(e, false))
@@ -96,7 +104,7 @@ func dbRestoreCmd(e env, args []string) (int, error) {
 		return 1, err
 	}
 	defer sys.Close()
-	path, err := backup.Resolve(sys.Path(system.BackupsDir), fs.Arg(0))
+	path, err := backup.Resolve(sys.Path(system.BackupsDir), arg)
 	if err != nil {
 		return 1, fmt.Errorf("db restore: %w", err)
 	}
