@@ -102,7 +102,9 @@ func runCmd(e env, args []string) (int, error) {
 			return report.ExitDBUpdates, nil
 		}
 	}
-	err = web.Serve(e.ctx, web.Config{Addr: f.addr, AdminOnly: f.adminOnly, Reason: reason, System: sys, Logger: log},
+	err = web.Serve(e.ctx, web.Config{Addr: f.addr, AdminOnly: f.adminOnly, Reason: reason, System: sys, Logger: log, Stdout: e.stdout,
+		Decisions: web.StartDecisions(sys, r, web.StartFlags{Addr: f.addr, InstallUpdates: f.installUpdates, IgnoreUpdates: f.ignoreUpdates,
+			UpdateDB: f.updateDB, NoBackup: f.noBackup, AdminOnly: f.adminOnly, Reason: reason})},
 		func(a net.Addr) { log.Info("serving", "addr", "http://"+a.String()+"/") })
 	if err != nil {
 		return 1, err

@@ -1,0 +1,492 @@
+package feed
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	"github.com/hashicorp/go-hclog"
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/update"
+)
+
+// Folders of the system directory the fetcher uses (SPEC).
+const (
+	PendingDir = "Updates_Pending"
+	DataDir    = "data"
+	StateFile  = "feed_state.json"
+)
+
+// MaxFeedSize bounds the feed document and its signature.
+const MaxFeedSize = 4 << 20
+
+// Fetcher reads a feed and downloads what it offers. The zero values of
+// its optional fields are sensible defaults.
+type Fetcher struct {
+	// Root is the system directory.
+	Root string
+	// URL is the feed's address (http or https).
+	URL string
+	// Client makes the requests; a client with connect and header
+	// timeouts when nil.
+	Client *http.Client
+	// Attempts per download (default 4) and the wait before the second
+	// one (default 1s), doubled after each failure up to 30s.
+	Attempts int
+	Backoff  time.Duration
+	Log      hclog.Logger
+	// Progress, when set, receives a progress bar per download (a
+	// terminal); otherwise each download is logged.
+	Progress io.Writer
+	// Now is the clock checked against the feed's expiry (time.Now).
+	Now func() time.Time
+}
+
+// Entry states in a Result.
+const (
+	StateAvailable  = "available"  // newer than installed, not pending: Fetch downloads it
+	StateDownloaded = "downloaded" // Fetch put it into Updates_Pending
+	StatePending    = "pending"    // already in Updates_Pending
+	StateInstalled  = "installed"  // not newer than the installed pack
+	StateInvalid    = "invalid"    // the entry breaks the format; skipped
+	StateFailed     = "failed"     // the download failed; nothing was kept
+)
+
+// Result is what a check or fetch found.
+type Result struct {
+	URL       string    `json:"url"`
+	Sequence  int64     `json:"sequence"`
+	Expires   time.Time `json:"expires"`
+	CheckedAt time.Time `json:"checked_at"`
+	// SignedBy names the trusted key that signed the feed; empty when no
+	// trusted keys exist and the feed was accepted unsigned.
+	SignedBy string        `json:"signed_by,omitempty"`
+	Updates  []EntryStatus `json:"updates"`
+}
+
+// EntryStatus is one entry of the feed and what became of it.
+type EntryStatus struct {
+	Entry
+	State     string `json:"state"`
+	Installed string `json:"installed_version,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+// Available counts the entries a fetch would download.
+func (r *Result) Available() int {
+	n := 0
+	for _, u := range r.Updates {
+		if u.State == StateAvailable {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *Fetcher) defaults() {
+	if f.Client == nil {
+		f.Client = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   30 * time.Second,
+			ResponseHeaderTimeout: 60 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+		}}
+	}
+	if f.Attempts <= 0 {
+		f.Attempts = 4
+	}
+	if f.Backoff <= 0 {
+		f.Backoff = time.Second
+	}
+	if f.Log == nil {
+		f.Log = hclog.NewNullLogger()
+	}
+	if f.Now == nil {
+		f.Now = time.Now
+	}
+}
+
+// Check reads and verifies the feed and says, for each entry, whether it
+// is available, installed or pending. It records the feed's sequence
+// number and downloads nothing.
+func (f *Fetcher) Check(ctx context.Context) (*Result, error) {
+	f.defaults()
+	base, err := url.Parse(f.URL)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("feed url %q: must be an http or https address", f.URL)
+	}
+	data, err := f.get(ctx, f.URL, MaxFeedSize, "feed")
+	if err != nil {
+		return nil, fmt.Errorf("read feed %s: %w", f.URL, err)
+	}
+	keys, err := update.LoadTrustedKeys(f.Root)
+	if err != nil {
+		return nil, fmt.Errorf("load trusted keys: %w; fix or remove the key file", err)
+	}
+	res := &Result{URL: f.URL, CheckedAt: f.Now().UTC()}
+	if len(keys) > 0 {
+		sigURL := *base
+		sigURL.Path += ".sig"
+		sigURL.RawPath = ""
+		sig, err := f.get(ctx, sigURL.String(), 4096, "feed signature")
+		if errors.Is(err, errNotFound) {
+			return nil, fmt.Errorf("feed %s: %w (no %s) and trusted keys exist; ask the publisher for a signed feed", f.URL, ErrUnsigned, sigURL.String())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read feed signature %s: %w", sigURL.String(), err)
+		}
+		if res.SignedBy, err = Verify(keys, data, string(sig)); err != nil {
+			return nil, fmt.Errorf("feed %s: %w; the feed was not used", f.URL, err)
+		}
+	}
+	doc, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("feed %s: %w", f.URL, err)
+	}
+	res.Sequence, res.Expires = doc.Sequence, doc.Expires
+	if now := f.Now(); !now.Before(doc.Expires) {
+		return nil, fmt.Errorf("feed %s: %w at %s (it is now %s): the publisher has not refreshed it, or an old copy is being served; nothing was downloaded",
+			f.URL, ErrExpired, doc.Expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if err := f.recordSequence(doc.Sequence, data); err != nil {
+		return nil, err
+	}
+
+	installed, pending, err := f.local()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range doc.Updates {
+		st := EntryStatus{Entry: e, State: StateAvailable, Installed: installed[e.PackID]}
+		if err := e.Validate(); err != nil {
+			st.State, st.Detail = StateInvalid, err.Error()
+			res.Updates = append(res.Updates, st)
+			continue
+		}
+		u, err := base.Parse(e.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			st.State, st.Detail = StateInvalid, fmt.Sprintf("url %q is not an http or https address", e.URL)
+			res.Updates = append(res.Updates, st)
+			continue
+		}
+		st.URL = u.String()
+		v := semver.MustParse(e.Version)
+		switch {
+		case st.Installed != "" && !newer(v, st.Installed):
+			st.State = StateInstalled
+		case pending[e.PackID] != nil && !v.GreaterThan(pending[e.PackID]):
+			st.State, st.Detail = StatePending, "version "+pending[e.PackID].String()+" is in "+PendingDir
+		default:
+			if _, err := os.Stat(filepath.Join(f.Root, PendingDir, e.FileName())); err == nil {
+				st.State, st.Detail = StatePending, e.FileName()+" is in "+PendingDir
+			}
+		}
+		res.Updates = append(res.Updates, st)
+	}
+	return res, nil
+}
+
+func newer(v *semver.Version, installed string) bool {
+	iv, err := semver.NewVersion(installed)
+	return err != nil || v.GreaterThan(iv)
+}
+
+// Fetch checks the feed and downloads every available entry into
+// Updates_Pending. It returns an error naming each download that failed
+// after its retries; the others are kept.
+func (f *Fetcher) Fetch(ctx context.Context) (*Result, error) {
+	res, err := f.Check(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(f.Root, PendingDir), 0o755); err != nil {
+		return res, fmt.Errorf("create %s: %w", PendingDir, err)
+	}
+	var failed []string
+	for i := range res.Updates {
+		st := &res.Updates[i]
+		if st.State != StateAvailable {
+			continue
+		}
+		if err := f.download(ctx, st.Entry); err != nil {
+			st.State, st.Detail = StateFailed, err.Error()
+			failed = append(failed, err.Error())
+			f.Log.Error("download failed", "zip", st.FileName(), "error", err)
+			continue
+		}
+		st.State = StateDownloaded
+		f.Log.Info("downloaded", "zip", st.FileName(), "into", PendingDir)
+	}
+	if len(failed) > 0 {
+		return res, fmt.Errorf("%d of the feed's downloads failed: %s", len(failed), strings.Join(failed, "; "))
+	}
+	return res, nil
+}
+
+// local lists installed versions and the newest pending version per pack.
+func (f *Fetcher) local() (map[string]string, map[string]*semver.Version, error) {
+	inst, err := packs.Discover(f.Root)
+	if err != nil {
+		return nil, nil, err
+	}
+	installed := map[string]string{}
+	for _, p := range inst {
+		if p.Manifest != nil {
+			installed[p.ID] = p.Manifest.Version
+		}
+	}
+	pending := map[string]*semver.Version{}
+	paths, _ := filepath.Glob(filepath.Join(f.Root, PendingDir, "*.zip"))
+	for _, p := range paths {
+		z, err := ReadUpdateZip(p)
+		if err != nil {
+			continue // reported by `host status`; the name check still applies
+		}
+		v := z.Manifest.SemVer()
+		if cur := pending[z.Manifest.ID]; cur == nil || v.GreaterThan(cur) {
+			pending[z.Manifest.ID] = v
+		}
+	}
+	return installed, pending, nil
+}
+
+// state is <root>/data/feed_state.json: per feed URL, the last sequence
+// number accepted and the sha256 of that feed's bytes.
+type state struct {
+	Feeds map[string]seen `json:"feeds"`
+}
+
+type seen struct {
+	Sequence int64     `json:"sequence"`
+	SHA256   string    `json:"sha256"`
+	SeenAt   time.Time `json:"seen_at"`
+}
+
+func (f *Fetcher) recordSequence(seq int64, data []byte) error {
+	path := filepath.Join(f.Root, DataDir, StateFile)
+	var st state
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			return fmt.Errorf("feed state %s: %w; it keeps the last sequence number seen, so fix it rather than delete it", path, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read feed state: %w", err)
+	}
+	if st.Feeds == nil {
+		st.Feeds = map[string]seen{}
+	}
+	sum := sha256.Sum256(data)
+	hexSum := hex.EncodeToString(sum[:])
+	last, ok := st.Feeds[f.URL]
+	switch {
+	case ok && seq < last.Sequence:
+		return fmt.Errorf("feed %s: %w: sequence %d, but %d was seen on %s; nothing was downloaded",
+			f.URL, ErrReplayed, seq, last.Sequence, last.SeenAt.UTC().Format(time.RFC3339))
+	case ok && seq == last.Sequence && hexSum != last.SHA256:
+		return fmt.Errorf("feed %s: %w: sequence %d was seen before with other content; the publisher must raise the sequence with every change",
+			f.URL, ErrReplayed, seq)
+	case ok && seq == last.Sequence:
+		return nil
+	}
+	st.Feeds[f.URL] = seen{Sequence: seq, SHA256: hexSum, SeenAt: f.Now().UTC()}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("write feed state: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+StateFile+".*")
+	if err != nil {
+		return fmt.Errorf("write feed state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write feed state: %w", err)
+	}
+	return nil
+}
+
+// errNotFound is a 404, which is not retried.
+var errNotFound = errors.New("not found (404)")
+
+// retryable errors are tried again after a backoff.
+type retryable struct{ error }
+
+func (r retryable) Unwrap() error { return r.error }
+
+// retry runs op up to f.Attempts times while it fails with a retryable
+// error, waiting f.Backoff, then twice as long each time (at most 30s).
+func (f *Fetcher) retry(ctx context.Context, what string, op func() error) error {
+	wait := f.Backoff
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = op()
+		var r retryable
+		if err == nil || !errors.As(err, &r) || attempt >= f.Attempts {
+			break
+		}
+		f.Log.Warn("retrying", "what", what, "attempt", attempt, "of", f.Attempts, "wait", wait, "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
+	var r retryable
+	if errors.As(err, &r) && f.Attempts > 1 {
+		return fmt.Errorf("%w (after %d attempts)", r.error, f.Attempts)
+	}
+	return err
+}
+
+// request starts a GET; server errors (5xx, 429) and network errors are
+// retryable.
+func (f *Fetcher) request(ctx context.Context, u string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "packhost-host")
+	resp, err := f.Client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, retryable{err}
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, errNotFound
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		return nil, retryable{fmt.Errorf("%w: %s", ErrHTTP, resp.Status)}
+	default:
+		return nil, fmt.Errorf("%w: %s", ErrHTTP, resp.Status)
+	}
+}
+
+// get reads a small document with retries.
+func (f *Fetcher) get(ctx context.Context, u string, limit int64, what string) ([]byte, error) {
+	var data []byte
+	err := f.retry(ctx, what, func() error {
+		resp, err := f.request(ctx, u)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		if err != nil {
+			return retryable{fmt.Errorf("read %s: %w", what, err)}
+		}
+		if int64(len(data)) > limit {
+			return fmt.Errorf("%s is larger than %d bytes", what, limit)
+		}
+		return nil
+	})
+	return data, err
+}
+
+// download puts one zip into Updates_Pending through a temporary file in
+// the same folder (hidden, not ending in .zip, so nothing lists it) and a
+// rename, after checking its size and sha256.
+func (f *Fetcher) download(ctx context.Context, e Entry) error {
+	dir := filepath.Join(f.Root, PendingDir)
+	dest := filepath.Join(dir, e.FileName())
+	return f.retry(ctx, e.FileName(), func() error {
+		resp, err := f.request(ctx, e.URL)
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.FileName(), err)
+		}
+		defer resp.Body.Close()
+		if resp.ContentLength >= 0 && resp.ContentLength != e.Size {
+			return fmt.Errorf("%s: %w: the server sends %d bytes, the feed says %d; nothing was kept", e.FileName(), ErrSize, resp.ContentLength, e.Size)
+		}
+		tmp, err := os.CreateTemp(dir, "."+e.FileName()+".*.part")
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.FileName(), err)
+		}
+		keep := false
+		defer func() {
+			if !keep {
+				_ = tmp.Close()
+				_ = os.Remove(tmp.Name())
+			}
+		}()
+		h := sha256.New()
+		var w io.Writer = io.MultiWriter(tmp, h)
+		if f.Progress != nil {
+			bar := progressbar.NewOptions64(e.Size,
+				progressbar.OptionSetWriter(f.Progress),
+				progressbar.OptionSetDescription(e.FileName()),
+				progressbar.OptionShowBytes(true),
+				progressbar.OptionThrottle(100*time.Millisecond),
+				progressbar.OptionOnCompletion(func() { fmt.Fprintln(f.Progress) }),
+			)
+			w = io.MultiWriter(w, bar)
+		} else {
+			f.Log.Info("downloading", "zip", e.FileName(), "bytes", e.Size, "from", e.URL)
+		}
+		n, err := io.Copy(w, io.LimitReader(resp.Body, e.Size+1))
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return fmt.Errorf("%s: %w", e.FileName(), ctx.Err())
+		case err != nil || n < e.Size:
+			cause := "the connection ended"
+			if err != nil {
+				cause = err.Error()
+			}
+			return retryable{fmt.Errorf("%s: %w: download truncated at %d of %d bytes (%s); nothing was kept", e.FileName(), ErrSize, n, e.Size, cause)}
+		case n > e.Size:
+			return fmt.Errorf("%s: %w: the server sends more than the feed's %d bytes; nothing was kept", e.FileName(), ErrSize, e.Size)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
+			return fmt.Errorf("%s: %w (feed %s, download %s); the download was deleted and nothing was added to %s",
+				e.FileName(), ErrChecksum, e.SHA256, got, PendingDir)
+		}
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("%s: %w", e.FileName(), err)
+		}
+		if err := tmp.Close(); err != nil {
+			return fmt.Errorf("%s: %w", e.FileName(), err)
+		}
+		if _, err := os.Stat(dest); err == nil {
+			return fmt.Errorf("%s is already in %s; it was not replaced", e.FileName(), PendingDir)
+		}
+		if err := os.Rename(tmp.Name(), dest); err != nil {
+			return fmt.Errorf("%s: %w", e.FileName(), err)
+		}
+		keep = true
+		return nil
+	})
+}

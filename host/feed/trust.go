@@ -1,0 +1,33 @@
+package feed
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/packhost/packhost/host/update"
+)
+
+// ErrBadSignature is returned when no trusted key made the feed's
+// signature.
+var ErrBadSignature = errors.New("signature does not verify with any trusted key")
+
+// Verify checks a base64 ed25519 signature of data (the signature file's
+// text, as for pack.json.sig) against the trusted keys and returns the
+// name of the key that made it.
+func Verify(keys []update.Key, data []byte, sigText string) (string, error) {
+	sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(sigText))
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return "", fmt.Errorf("%w: the signature is not %d bytes of base64", ErrBadSignature, ed25519.SignatureSize)
+	}
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		if ed25519.Verify(k.Pub, data, sig) {
+			return k.Name, nil
+		}
+		names[i] = k.Name
+	}
+	return "", fmt.Errorf("%w (tried %s)", ErrBadSignature, strings.Join(names, ", "))
+}

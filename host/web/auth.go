@@ -1,0 +1,204 @@
+package web
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// TokenFile is the admin token's file in the system directory.
+const TokenFile = "admin_token"
+
+// CookieName is the admin session cookie. It is scoped to /admin, so pack
+// pages never see it.
+const CookieName = "packhost_admin"
+
+// EnsureToken returns the admin token of the system directory at root,
+// creating it (mode 0600) and printing it once to out when it does not
+// exist yet. An address that is not loopback is refused while no token
+// file exists: the token must be made, and read by the operator, before
+// the admin pages face a network.
+func EnsureToken(root, addr string, out io.Writer, log hclog.Logger) (string, error) {
+	path := filepath.Join(root, TokenFile)
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		fi, err := os.Stat(path)
+		if err != nil {
+			return "", fmt.Errorf("admin token: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return "", fmt.Errorf("admin token %s has mode %04o: other users may read it; run `chmod 600 %s` and start again",
+				path, fi.Mode().Perm(), path)
+		}
+		tok := strings.TrimSpace(string(data))
+		if len(tok) < 32 {
+			return "", fmt.Errorf("admin token %s is shorter than 32 characters; delete the file to have a new one made on the next start (on a loopback --addr)", path)
+		}
+		return tok, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	if !IsLoopback(addr) {
+		return "", fmt.Errorf("refusing to serve on %s, which is not a loopback address, before the admin token exists: start once on the default --addr 127.0.0.1:8080 to create %s, note the token it prints, then start again with --addr %s",
+			addr, path, addr)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("make admin token: %w", err)
+	}
+	tok := hex.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create admin token: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		_ = f.Close()
+		_ = os.Remove(path)
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		_ = os.Remove(path)
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	msg := fmt.Sprintf("admin token (shown once; kept in %s, mode 0600): %s", path, tok)
+	if out != nil {
+		fmt.Fprintln(out, msg)
+	} else {
+		log.Info(msg)
+	}
+	return tok, nil
+}
+
+// IsLoopback reports whether a listen address only accepts connections
+// from this machine. An empty host ("":8080) listens everywhere.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// derive makes a value bound to the token: the session cookie and the
+// forms' CSRF field. Changing the token ends every session.
+func (s *Server) derive(purpose string) string {
+	m := hmac.New(sha256.New, []byte(s.token))
+	m.Write([]byte("packhost " + purpose))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// authorized reports whether the request carries the token: as a Bearer
+// token, or as the session cookie the login form set.
+func (s *Server) authorized(r *http.Request) bool {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, ok := strings.Cut(h, " ")
+		return ok && strings.EqualFold(scheme, "Bearer") && equal(strings.TrimSpace(tok), s.token)
+	}
+	c, err := r.Cookie(CookieName)
+	return err == nil && equal(c.Value, s.derive("session"))
+}
+
+// csrfOK checks the hidden field every acting form carries. Cross-origin
+// requests are refused before this by http.CrossOriginProtection; the
+// field also stops a same-site page that is not ours.
+func (s *Server) csrfOK(r *http.Request) bool {
+	return equal(r.PostFormValue("csrf"), s.derive("csrf"))
+}
+
+func (s *Server) setSession(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{
+		Name: CookieName, Value: s.derive("session"), Path: "/admin",
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+	})
+}
+
+func (s *Server) clearSession(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{
+		Name: CookieName, Value: "", Path: "/admin", MaxAge: -1,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+	})
+}
+
+// requireAuth answers 401 to requests without the token: the JSON API with
+// a JSON error, pages with the login form.
+func (s *Server) requireAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.authorized(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.unauthorized(w, r, "")
+	})
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, problem string) {
+	if strings.HasPrefix(r.URL.Path, "/admin/api/") {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="packhost admin"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{
+			"error": "missing or wrong admin token: send Authorization: Bearer <token from " + TokenFile + ">",
+		})
+		return
+	}
+	next := r.URL.Path
+	if r.Method != http.MethodGet || !strings.HasPrefix(next, "/admin/") || next == "/admin/login" {
+		next = "/admin/"
+	}
+	s.render(w, r, http.StatusUnauthorized, "login", loginPage{Next: next, Problem: problem})
+}
+
+type loginPage struct {
+	Next    string
+	Problem string
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet {
+		if s.authorized(r) {
+			http.Redirect(w, r, "/admin/", http.StatusSeeOther)
+			return
+		}
+		s.unauthorized(w, r, "")
+		return
+	}
+	tok := strings.TrimSpace(r.PostFormValue("token"))
+	if tok == "" || !equal(tok, s.token) {
+		s.log.Warn("admin login refused: wrong token", "remote", r.RemoteAddr)
+		s.unauthorized(w, r, "That is not the admin token. It is in the file "+TokenFile+" of the system directory.")
+		return
+	}
+	s.setSession(w, r)
+	next := r.PostFormValue("next")
+	if !strings.HasPrefix(next, "/admin/") || strings.HasPrefix(next, "/admin//") || strings.Contains(next, "\\") {
+		next = "/admin/"
+	}
+	s.log.Info("admin logged in", "remote", r.RemoteAddr)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	if !s.csrfOK(r) {
+		http.Error(w, "form expired: reload the page and try again", http.StatusForbidden)
+		return
+	}
+	s.clearSession(w, r)
+	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
+}
