@@ -495,6 +495,9 @@ type valueReader struct {
 func (d *valueReader) next(row []any) error {
 	for i := 0; i < d.cols; i++ {
 		tag, err := d.r.ReadByte()
+		if err != nil && i == 0 {
+			return fmt.Errorf("the rows stream ends without its end byte (cut short): %w", io.ErrUnexpectedEOF)
+		}
 		if err != nil {
 			return fmt.Errorf("the rows stream ends in the middle of a row: %w", io.ErrUnexpectedEOF)
 		}
