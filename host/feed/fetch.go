@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
@@ -217,7 +216,7 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Result, error) {
 	if err := os.MkdirAll(filepath.Join(f.Root, PendingDir), 0o755); err != nil {
 		return res, fmt.Errorf("create %s: %w", PendingDir, err)
 	}
-	var failed []string
+	var failed []error
 	for i := range res.Updates {
 		st := &res.Updates[i]
 		if st.State != StateAvailable {
@@ -225,7 +224,7 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Result, error) {
 		}
 		if err := f.download(ctx, st.Entry); err != nil {
 			st.State, st.Detail = StateFailed, err.Error()
-			failed = append(failed, err.Error())
+			failed = append(failed, err)
 			f.Log.Error("download failed", "zip", st.FileName(), "error", err)
 			continue
 		}
@@ -233,7 +232,7 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Result, error) {
 		f.Log.Info("downloaded", "zip", st.FileName(), "into", PendingDir)
 	}
 	if len(failed) > 0 {
-		return res, fmt.Errorf("%d of the feed's downloads failed: %s", len(failed), strings.Join(failed, "; "))
+		return res, fmt.Errorf("%d of the feed's downloads failed: %w", len(failed), errors.Join(failed...))
 	}
 	return res, nil
 }
@@ -362,7 +361,7 @@ func (f *Fetcher) retry(ctx context.Context, what string, op func() error) error
 	}
 	var r retryable
 	if errors.As(err, &r) && f.Attempts > 1 {
-		return fmt.Errorf("%w (after %d attempts)", r.error, f.Attempts)
+		return fmt.Errorf("%w (after %d attempts)", err, f.Attempts)
 	}
 	return err
 }
