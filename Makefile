@@ -18,18 +18,21 @@ TOOLS                   := $(CURDIR)/.tools
 
 all: build
 
-## build: bin/host, every repo pack, installed into ./packs/<id>/
+## build: bin/host, every repo pack as an update zip in bin/zips, installed into ./packs/<id>/
 build: host packs
 
 host:
 	$(GO) build -o $(BIN)/host ./cmd/host
 
+# Each repo pack is built, packed into its update zip with `host pack build`
+# and installed from the zip, so the development loop uses the real format.
 packs: host
-	@mkdir -p $(BIN)/packs
+	@mkdir -p $(BIN)/packs $(BIN)/zips && rm -f $(BIN)/zips/*.zip
 	@for p in $(PACKS); do \
 		$(GO) build -o $(BIN)/packs/$$p-$(PLATFORM) ./plugins/$$p || exit 1; \
-		$(BIN)/host pack dev-install --root $(ROOT) $(BIN)/packs/$$p-$(PLATFORM) || exit 1; \
+		$(BIN)/host pack build --out $(BIN)/zips $(BIN)/packs/$$p-$(PLATFORM) || exit 1; \
 	done
+	$(BIN)/host pack install --root $(ROOT) --reinstall --no-backup $(BIN)/zips/*.zip
 
 ## run: build, then serve on 127.0.0.1:8080 with the embedded database
 run: build

@@ -52,7 +52,8 @@ func (c *common) logger(e env) hclog.Logger {
 }
 
 func (c *common) options(e env, readOnly bool) system.Options {
-	return system.Options{Root: c.root, DBFlag: c.db, ReadOnly: readOnly, StartTimeout: c.startTimeout, Logger: c.logger(e)}
+	return system.Options{Root: c.root, DBFlag: c.db, ReadOnly: readOnly, StartTimeout: c.startTimeout, Logger: c.logger(e),
+		Pending: inspectPending}
 }
 
 // errUsage marks errors that are the caller's words being off (exit 2).

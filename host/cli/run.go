@@ -48,11 +48,16 @@ func runCmd(e env, args []string) (int, error) {
 		return 0, usageErr("--install-updates and --ignore-updates exclude each other")
 	}
 	log := f.logger(e)
+	// An install the host did not finish (it died) is finished or undone
+	// before anything else.
+	if err := recoverInstall(e, f.common); err != nil {
+		return 1, err
+	}
 	sys, err := system.Open(e.ctx, f.options(e, false))
 	if err != nil {
 		return 1, err
 	}
-	defer sys.Close()
+	defer func() { sys.Close() }()
 
 	r, err := sys.Report(e.ctx)
 	if err != nil {
@@ -61,7 +66,18 @@ func runCmd(e env, args []string) (int, error) {
 	if len(r.PendingUpdates) > 0 {
 		switch {
 		case f.installUpdates:
-			return 1, fmt.Errorf("--install-updates: %w", errNotImplemented)
+			if err := installPending(e, sys, f.noBackup); err != nil {
+				_ = r.WriteText(e.stdout)
+				return 1, err
+			}
+			// The packs that ran are the old versions: start the new ones.
+			sys.Close()
+			if sys, err = system.Open(e.ctx, f.options(e, false)); err != nil {
+				return 1, err
+			}
+			if r, err = sys.Report(e.ctx); err != nil {
+				return 1, err
+			}
 		case f.ignoreUpdates:
 			log.Warn("code updates are pending and ignored (--ignore-updates)", "count", len(r.PendingUpdates))
 			r.PendingUpdates = nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/progress"
+	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/host/update"
 )
@@ -206,7 +207,7 @@ func installUpdates(e env, sys *system.System, noBackup, reinstall bool) error {
 		Root:     sys.Root,
 		Inspect:  update.Options{HostVersion: HostVersion, AllowSameVersion: reinstall},
 		Packs:    packs.Config{DB: sys.Target, HasDB: sys.DB != nil, Logger: sys.Log},
-		DB:       update.PackDB{Root: sys.Root, Log: sys.Log},
+		DB:       update.PackDB{Root: sys.Root, Log: sys.Log, Target: sys.Target, DB: sys.DB},
 		NoBackup: noBackup,
 		Log:      sys.Log,
 		Progress: func(done, total int64) {
@@ -259,9 +260,22 @@ func recoverInstall(e env, c common) error {
 		return fmt.Errorf("recover an interrupted install: %w", err)
 	}
 	defer sys.Close()
-	if err := update.FinishRecovery(e.ctx, sys.Root, sys.Packs, update.PackDB{Root: sys.Root, Log: log}); err != nil {
+	if err := update.FinishRecovery(e.ctx, sys.Root, sys.Packs, update.PackDB{Root: sys.Root, Log: log, Target: sys.Target, DB: sys.DB}); err != nil {
 		return err
 	}
 	log.Info("the database was restored from the backup taken before the interrupted install")
 	return nil
+}
+
+// inspectPending reports the zips in Updates_Pending with what they hold
+// and every problem found, changing nothing. An install that the host did
+// not finish is reported as a pending problem too.
+func inspectPending(root string) ([]report.PendingUpdate, error) {
+	zips, err := update.Inspect(root, update.Options{HostVersion: HostVersion})
+	out := update.Reports(zips)
+	if busy, jerr := update.Pending(root); jerr == nil && busy {
+		out = append(out, report.PendingUpdate{File: update.JournalFile,
+			Problems: []string{"an install was interrupted; the next `host run` finishes or undoes it before anything else"}})
+	}
+	return out, err
 }

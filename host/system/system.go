@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -45,6 +46,9 @@ type Options struct {
 	NoPacks      bool
 	StartTimeout time.Duration
 	Logger       hclog.Logger
+	// Pending inspects Updates_Pending for the report; when nil the zips
+	// are only listed by name and size.
+	Pending func(root string) ([]report.PendingUpdate, error)
 }
 
 // System is an open installation. Close stops its packs and its database.
@@ -62,6 +66,8 @@ type System struct {
 	Failed []error
 	// Installed lists every installed pack, started or not.
 	Installed []packs.Installed
+
+	pending func(root string) ([]report.PendingUpdate, error)
 }
 
 // Path joins elements under the system directory.
@@ -83,7 +89,7 @@ func Open(ctx context.Context, opts Options) (*System, error) {
 	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("system directory %s does not exist or is not a directory; create it or pass --root", root)
 	}
-	s := &System{Root: root, Log: opts.Logger}
+	s := &System{Root: root, Log: opts.Logger, pending: opts.Pending}
 	s.Target, err = dbconn.ParseFlag(opts.DBFlag, s.Path(DataDir, SQLiteFile))
 	if err != nil {
 		return nil, err
@@ -179,6 +185,24 @@ func (s *System) Report(ctx context.Context) (*report.Report, error) {
 	for _, p := range s.Packs {
 		running[p.ID] = p
 	}
+	// Every pack checks its own tables in its own process: ask them all at
+	// once.
+	type checked struct {
+		states []*packpb.TableStatus
+		err    error
+	}
+	results := make(map[string]*checked, len(s.Packs))
+	var wg sync.WaitGroup
+	for _, p := range s.Packs {
+		c := &checked{}
+		results[p.ID] = c
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.states, c.err = p.CheckSchema(ctx)
+		}()
+	}
+	wg.Wait()
 	for _, inst := range s.Installed {
 		pr := report.Pack{ID: inst.ID, Path: inst.Dir}
 		if inst.Manifest != nil {
@@ -193,7 +217,7 @@ func (s *System) Report(ctx context.Context) (*report.Report, error) {
 		}
 		pr.Running = true
 		pr.Version, pr.Description = p.Info.Version, p.Info.Description
-		states, err := p.CheckSchema(ctx)
+		states, err := results[p.ID].states, results[p.ID].err
 		if err != nil {
 			pr.Running = false
 			pr.Error = fmt.Sprintf("check schema: %v", err)
@@ -261,8 +285,11 @@ func StateName(s packpb.TableState) string {
 	return "unknown"
 }
 
-// PendingUpdates lists the zips waiting in Updates_Pending.
+// PendingUpdates reports the zips waiting in Updates_Pending.
 func (s *System) PendingUpdates() ([]report.PendingUpdate, error) {
+	if s.pending != nil {
+		return s.pending(s.Root)
+	}
 	entries, err := os.ReadDir(s.Path(PendingDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
