@@ -131,15 +131,21 @@ func (l *Launcher) Start(ctx context.Context, inst Installed) (*Pack, error) {
 	if inst.Err != nil {
 		return nil, fail(inst.Err, "")
 	}
-	sum, err := FileSHA256(inst.Binary)
-	if err != nil {
+	if _, err := os.Stat(inst.Binary); err != nil {
 		return nil, fail(fmt.Errorf("read binary: %w", err), "")
 	}
-	if sum != inst.SHA256 {
+	// go-plugin's SecureConfig hashes the binary right before exec; the
+	// file is hashed again only to name both sums when they differ, so a
+	// pack's binary is read once per start.
+	p, err := l.start(ctx, inst.ID, inst.Binary, inst.SHA256)
+	if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+		sum, herr := FileSHA256(inst.Binary)
+		if herr != nil {
+			return nil, fail(fmt.Errorf("read binary: %w", herr), "")
+		}
 		return nil, fail(fmt.Errorf("%w: %s: sha256 mismatch (manifest %s, file %s); the binary was not run: reinstall the pack from its update zip",
 			ErrChecksum, inst.Binary, inst.SHA256, sum), "")
 	}
-	p, err := l.start(ctx, inst.ID, inst.Binary, sum)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +189,10 @@ func (l *Launcher) start(ctx context.Context, id, binary, sum string) (*Pack, er
 	if closed {
 		return nil, &StartError{ID: name, Err: errors.New("host is shutting down")}
 	}
-	checksum, _ := hex.DecodeString(sum)
+	checksum, err := hex.DecodeString(sum)
+	if err != nil || len(checksum) != sha256.Size {
+		return nil, &StartError{ID: name, Err: fmt.Errorf("%w: sha256 %q is not 64 hex digits; reinstall the pack", ErrChecksum, sum)}
+	}
 	tail := newTail(30)
 	cmd := exec.Command(binary)
 	cmd.Env = l.env(id)
