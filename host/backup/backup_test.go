@@ -505,7 +505,7 @@ func peakMemoryKB(t *testing.T, pid int) int64 {
 const bigRows = 1_000_000
 
 // fillBig writes bigRows notes with the database's own generator.
-func fillBig(t *testing.T, db dbtest.DB, n int) {
+func fillBig(t testing.TB, db dbtest.DB, n int) {
 	t.Helper()
 	q := `INSERT INTO notes (id, body, author, pinned)
 		SELECT g, 'note ' || g || ' ' || md5(g::text), 'author' || (g % 100), g % 3 = 0
