@@ -42,7 +42,7 @@ func (s *server) ServeHTTP(stream packpb.Pack_ServeHTTPServer) error {
 	if head == nil {
 		return s.fail(fmt.Errorf("%w: the first part of a request has no head", packerr.ErrInvalidArgument))
 	}
-	ctx := stream.Context()
+	ctx := withRuntime(stream.Context(), s.rt)
 	req, err := newRequest(ctx, head, newBodyReader(first.GetBody(), stream))
 	if err != nil {
 		return s.fail(fmt.Errorf("%w: %v", packerr.ErrInvalidArgument, err))
