@@ -45,7 +45,7 @@ test: fmt vet
 EXAMPLES := examples/guestbook
 
 test-go:
-	$(GO) test -count=1 -timeout 20m ./...
+	PACKHOST_BIG_TESTS=1 $(GO) test -count=1 -timeout 30m ./...
 	@for d in $(EXAMPLES); do \
 		(cd $$d && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...) || exit 1; \
 	done

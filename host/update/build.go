@@ -110,6 +110,9 @@ func Build(ctx context.Context, l *packs.Launcher, o BuildOptions) (string, *man
 	if outDir == "" {
 		outDir = "."
 	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return "", nil, fmt.Errorf("build: %w", err)
+	}
 	out := filepath.Join(outDir, fmt.Sprintf("%s-%s.zip", m.ID, m.Version))
 	err = writeZipAtomic(out, func(zw *zip.Writer) error {
 		if err := addBytes(zw, manifest.FileName, data, 0o644); err != nil {
