@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gorm.io/gorm"
 	"time"
 
 	"github.com/packhost/packhost/plugins/sdk/sdktest"
@@ -75,4 +77,16 @@ func TestTheExampleImportsNothingOfPackhostButTheSDK(t *testing.T) {
 
 func TestDescribe(t *testing.T) {
 	sdktest.CheckDescribe(t, pack)
+}
+
+func TestEntriesSurviveABackupAndRestore(t *testing.T) {
+	sdktest.CheckBackupRestore(t, pack, func(t *testing.T, db *gorm.DB) {
+		for i, name := range []string{"Ada", "Grace"} {
+			err := db.Exec(`INSERT INTO entries (first_name, last_name, message, created_at) VALUES (?, ?, ?, ?)`,
+				name, "Tester", "line one\nline\ttwo", time.Date(2026, 11, 20, 10, i, 0, 0, time.UTC)).Error
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 }
