@@ -17,6 +17,7 @@ SECTIONS=(
 	"status       bash bench/status.sh"
 	"codeupdate   bash bench/codeupdate.sh"
 	"backup       bash bench/backup.sh"
+	"web          bash bench/web.sh"
 )
 
 want=("$@")
