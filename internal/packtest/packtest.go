@@ -86,10 +86,10 @@ func Build(t testing.TB, pkg string, vars map[string]string) string {
 	b.once.Do(func() {
 		sum := sha256.Sum256([]byte(key))
 		b.path = filepath.Join(dir, filepath.Base(pkg)+"-"+hex.EncodeToString(sum[:6]))
-		args := []string{"build", "-o", b.path}
-		if len(ld) > 0 {
-			args = append(args, "-ldflags", strings.Join(ld, " "))
-		}
+		// Packs are built as `make build` builds them: without the symbol
+		// table and DWARF, which makes them a third smaller and faster to
+		// hash and start.
+		args := []string{"build", "-o", b.path, "-ldflags", strings.Join(append([]string{"-s", "-w"}, ld...), " ")}
 		args = append(args, "./"+pkg)
 		cmd := exec.Command("go", args...)
 		cmd.Dir = ModuleRoot()
