@@ -29,6 +29,9 @@ type entry struct {
 	// as its uncompressed size (for lying headers).
 	raw  bool
 	size uint64
+	// csize, when set, is declared as the compressed size instead of
+	// len(data).
+	csize uint64
 }
 
 func sum(b []byte) string {
@@ -71,6 +74,9 @@ func writeZip(t testing.TB, path string, entries []entry) {
 		h.SetMode(mode)
 		if e.raw {
 			h.CompressedSize64 = uint64(len(e.data))
+			if e.csize != 0 {
+				h.CompressedSize64 = e.csize
+			}
 			h.UncompressedSize64 = e.size
 			w, err := zw.CreateRaw(h)
 			if err != nil {
@@ -147,14 +153,23 @@ type hostileCase struct {
 	problem string
 }
 
-func hostileCases() []hostileCase {
+// hostileVersions says which system the hostile cases are made for:
+// notes at installed is installed, the zips carry version (newer), and
+// limit is the size limit the inspection applies.
+type hostileVersions struct {
+	installed, version string
+	limit              int64
+}
+
+// hostileCases are broken zips of the notes pack for a system as v says.
+func hostileCases(v hostileVersions) []hostileCase {
 	bin := []byte("#!/bin/sh\necho pack\n")
 	binPath := fmt.Sprintf("bin/notes-%s-%s", runtime.GOOS, runtime.GOARCH)
 	good := func(t *testing.T) []entry {
-		return []entry{manifestEntry(t, goodManifest("notes", "1.2.0", bin)), {name: binPath, data: bin, mode: 0o755}}
+		return []entry{manifestEntry(t, goodManifest("notes", v.version, bin)), {name: binPath, data: bin, mode: 0o755}}
 	}
 	with := func(t *testing.T, m func(*manifest.Manifest), extra ...entry) []entry {
-		mf := goodManifest("notes", "1.2.0", bin)
+		mf := goodManifest("notes", v.version, bin)
 		m(mf)
 		return append([]entry{manifestEntry(t, mf), {name: binPath, data: bin, mode: 0o755}}, extra...)
 	}
@@ -186,12 +201,23 @@ func hostileCases() []hostileCase {
 			writeZip(t, p, append(good(t), entry{name: "docs/extra.txt", data: []byte("x")}))
 		}, problem: "the zip has docs/extra.txt, which the manifest does not list"},
 		{name: "a sha256 mismatch is refused", make: func(t *testing.T, p string, _ ed25519.PrivateKey) {
-			writeZip(t, p, []entry{manifestEntry(t, goodManifest("notes", "1.2.0", bin)), {name: binPath, data: []byte("tampered"), mode: 0o755}})
+			writeZip(t, p, []entry{manifestEntry(t, goodManifest("notes", v.version, bin)), {name: binPath, data: []byte("tampered"), mode: 0o755}})
 		}, problem: binPath + ": sha256 mismatch (manifest " + sum(bin)[:12]},
 		{name: "a zip over the size limit is refused", make: func(t *testing.T, p string, _ ed25519.PrivateKey) {
-			big := bytes.Repeat([]byte("0123456789abcdef"), 40<<10) // 640 KiB, limit below is 512 KiB
+			if v.limit > 8<<20 {
+				// Two stored entries whose headers claim more than the
+				// limit between them; the limit is checked on the headers,
+				// before any byte is read.
+				half := uint64(v.limit/2 + 1)
+				tiny := []byte("tiny")
+				writeZip(t, p, with(t, func(m *manifest.Manifest) { m.Files = map[string]string{"docs/a": sum(tiny), "docs/b": sum(tiny)} },
+					entry{name: "docs/a", data: tiny, method: zip.Store, raw: true, size: half, csize: half},
+					entry{name: "docs/b", data: tiny, method: zip.Store, raw: true, size: half, csize: half}))
+				return
+			}
+			big := bytes.Repeat([]byte("0123456789abcdef"), int(v.limit/16)+8<<10) // 128 KiB over the limit
 			writeZip(t, p, with(t, func(m *manifest.Manifest) { m.Files = map[string]string{"docs/big": sum(big)} }, entry{name: "docs/big", data: big}))
-		}, problem: "over the limit of 524288"},
+		}, problem: fmt.Sprintf("over the limit of %d", v.limit)},
 		{name: "a compression ratio over 100 is refused", make: func(t *testing.T, p string, _ ed25519.PrivateKey) {
 			zeros := make([]byte, 300<<10)
 			writeZip(t, p, with(t, func(m *manifest.Manifest) { m.Files = map[string]string{"docs/zeros": sum(zeros)} }, entry{name: "docs/zeros", data: zeros}))
@@ -202,13 +228,13 @@ func hostileCases() []hostileCase {
 				entry{name: "docs/lie", data: fake, method: zip.Store, raw: true, size: 3}))
 		}, problem: "read docs/lie: the entry's data does not match its header's size or CRC"},
 		{name: "binaries only for another platform are refused", make: func(t *testing.T, p string, _ ed25519.PrivateKey) {
-			mf := goodManifest("notes", "1.2.0", bin)
+			mf := goodManifest("notes", v.version, bin)
 			mf.Binaries = map[string]manifest.Binary{"plan9/mips": {Path: "bin/notes-plan9-mips", SHA256: sum(bin)}}
 			writeZip(t, p, []entry{manifestEntry(t, mf), {name: "bin/notes-plan9-mips", data: bin, mode: 0o755}})
-		}, problem: "pack notes 1.2.0 has no binary for " + manifest.Platform() + " (it has plan9/mips)"},
+		}, problem: "pack notes " + v.version + " has no binary for " + manifest.Platform() + " (it has plan9/mips)"},
 		{name: "a version not newer than the installed one is refused", make: func(t *testing.T, p string, _ ed25519.PrivateKey) {
-			writeZip(t, p, with(t, func(m *manifest.Manifest) { m.Version = "1.1.0" }))
-		}, problem: "version 1.1.0 is not newer than the installed 1.1.0"},
+			writeZip(t, p, with(t, func(m *manifest.Manifest) { m.Version = v.installed }))
+		}, problem: fmt.Sprintf("version %s is not newer than the installed %s", v.installed, v.installed)},
 		{name: "a bad pack id is refused", make: func(t *testing.T, p string, _ ed25519.PrivateKey) {
 			data := []byte(`{"id":"../Evil","version":"1.0.0","binaries":{"linux/amd64":{"path":"bin/x","sha256":"` + sum(bin) + `"}}}`)
 			writeZip(t, p, []entry{{name: manifest.FileName, data: data}, {name: "bin/x", data: bin}})
@@ -220,7 +246,7 @@ func hostileCases() []hostileCase {
 			writeZip(t, p, []entry{{name: manifest.FileName, data: []byte(`{"id": "notes", "version": `)}, {name: binPath, data: bin}})
 		}, problem: "invalid manifest: pack.json: unexpected EOF"},
 		{name: "a manifest of an unknown format is refused", make: func(t *testing.T, p string, _ ed25519.PrivateKey) {
-			mf, _ := goodManifest("notes", "1.2.0", bin).Marshal()
+			mf, _ := goodManifest("notes", v.version, bin).Marshal()
 			mf = bytes.Replace(mf, []byte(`"id"`), []byte(`"format": 9, "id"`), 1)
 			writeZip(t, p, []entry{{name: manifest.FileName, data: mf}, {name: binPath, data: bin, mode: 0o755}})
 		}, problem: `unknown field "format"`},
@@ -267,7 +293,7 @@ func installedNotes(t *testing.T, keys bool) (root string, key ed25519.PrivateKe
 }
 
 func TestInspectRefusesHostileZips(t *testing.T) {
-	for _, tc := range hostileCases() {
+	for _, tc := range hostileCases(hostileVersions{installed: "1.1.0", version: "1.2.0", limit: 512 << 10}) {
 		t.Run(tc.name, func(t *testing.T) {
 			root, key := installedNotes(t, tc.keys)
 			tc.make(t, filepath.Join(root, PendingDir, "notes-1.2.0.zip"), key)
