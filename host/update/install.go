@@ -30,6 +30,13 @@ type DBSteps interface {
 	Upgrade(ctx context.Context, running []*packs.Pack, ids []string) error
 	// Restore puts back what Backup saved.
 	Restore(ctx context.Context, running []*packs.Pack, token string) error
+	// RecordNew reads what the database holds of the pack id, which the
+	// install adds, and of the tables it declares, before they are
+	// upgraded.
+	RecordNew(ctx context.Context, id string, tables []string) (*NewPackDB, error)
+	// DropNew puts the database back as RecordNew found it: it drops the
+	// tables the install created and puts the pack's meta rows back.
+	DropNew(ctx context.Context, id string, rec *NewPackDB) error
 }
 
 // Installer installs the zips waiting in Updates_Pending.
@@ -225,6 +232,27 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 		}
 	}
 	crashPoint("after-relaunch")
+	if in.DB != nil {
+		// A pack the install adds has no backup to go back to: record
+		// which of its tables do not exist yet, so that a rollback can
+		// drop them. Written with the state below, before any upgrade.
+		for i, e := range j.Packs {
+			if e.OldVersion != "" {
+				continue
+			}
+			p, _ := findPack(newPacks, e.ID)
+			var tables []string
+			for _, t := range p.Info.GetTables() {
+				tables = append(tables, t.GetName())
+			}
+			rec, err := in.DB.RecordNew(ctx, e.ID, tables)
+			if err != nil {
+				l.Close()
+				return fail("record the database", err)
+			}
+			j.Packs[i].New = rec
+		}
+	}
 	if err := j.setState(in.Root, stateUpgrading); err != nil {
 		l.Close()
 		return fail("journal", err)
@@ -372,29 +400,51 @@ func (in *Installer) rollback(ctx context.Context, j *Journal) error {
 	return removeJournal(in.Root)
 }
 
-// restoreDB restores the tables with the old binaries back in place.
+// restoreDB puts the tables back as they were before the install, with
+// the old binaries back in place: the replaced packs' tables from the
+// database backup, and the new packs' tables dropped.
 func (in *Installer) restoreDB(ctx context.Context, j *Journal) error {
-	if j.DBBackup == "" || in.DB == nil {
-		in.log().Warn("the database upgrade had begun and no database backup was taken (--no-backup): tables may be partly upgraded; `host status` shows their state")
+	if in.DB == nil {
 		return nil
+	}
+	if !j.dbUndoable() {
+		in.log().Warn("the database upgrade had begun and no database backup was taken (--no-backup): tables may be partly upgraded; `host status` shows their state")
 	}
 	if err := j.setState(in.Root, stateRestoreDB); err != nil {
 		return err
 	}
-	l, err := packs.NewLauncher(in.Packs)
-	if err != nil {
-		return err
+	if j.DBBackup != "" {
+		l, err := packs.NewLauncher(in.Packs)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		old, err := startInstalled(ctx, l, in.Root)
+		if err != nil {
+			return fmt.Errorf("start the old versions to restore the database: %w", err)
+		}
+		if err := in.DB.Restore(ctx, old, j.DBBackup); err != nil {
+			return fmt.Errorf("restore the database from %s: %w", j.DBBackup, err)
+		}
+		in.log().Info("database restored", "backup", j.DBBackup)
 	}
-	defer l.Close()
-	old, err := startInstalled(ctx, l, in.Root)
-	if err != nil {
-		return fmt.Errorf("start the old versions to restore the database: %w", err)
+	return dropNew(ctx, in.DB, j, in.log())
+}
+
+// dropNew drops the tables of the packs the install added.
+func dropNew(ctx context.Context, db DBSteps, j *Journal, log hclog.Logger) error {
+	var errs []error
+	for _, e := range j.Packs {
+		if e.New == nil {
+			continue
+		}
+		if err := db.DropNew(ctx, e.ID, e.New); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("tables of the pack the install added were dropped", "pack", e.ID, "tables", strings.Join(e.New.Created, ", "))
 	}
-	if err := in.DB.Restore(ctx, old, j.DBBackup); err != nil {
-		return fmt.Errorf("restore the database from %s: %w", j.DBBackup, err)
-	}
-	in.log().Info("database restored", "backup", j.DBBackup)
-	return nil
+	return errors.Join(errs...)
 }
 
 // commit moves the zips to Updates_Installed and removes the old versions

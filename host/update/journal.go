@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/packhost/packhost/internal/meta"
 )
 
 // JournalFile is the install journal in the system directory. While it
@@ -53,6 +55,52 @@ type JournalEntry struct {
 	// Stage holds the new files until the swap; Old the old ones after it.
 	Stage string `json:"stage"`
 	Old   string `json:"old"`
+	// New is set for a pack that was not installed before the install,
+	// before its tables are upgraded: what a rollback needs to put the
+	// database back as it was.
+	New *NewPackDB `json:"new_pack_db,omitempty"`
+}
+
+// NewPackDB is what the database held, before an install, for a pack the
+// install adds. Undoing the install drops the Created tables and puts the
+// recorded meta rows back; nothing else of the database is touched.
+type NewPackDB struct {
+	// Created are the tables the pack declares that did not exist before
+	// the install.
+	Created []string `json:"created"`
+	// Kept are tables the pack declares that already existed (left by an
+	// earlier install of the pack). A rollback leaves them, their version
+	// keys and their schema_registry rows as the upgrade left them.
+	Kept []string `json:"kept,omitempty"`
+	// Settings are the pack's pack_settings rows before the install,
+	// without the version keys of Kept tables.
+	Settings []meta.Setting `json:"settings,omitempty"`
+	// Registry are the schema_registry rows of the Created tables before
+	// the install.
+	Registry []meta.Registration `json:"registry,omitempty"`
+}
+
+// replacesAny reports whether the install replaces a pack that was
+// installed before (whose tables only a backup can put back).
+func (j *Journal) replacesAny() bool {
+	for _, e := range j.Packs {
+		if e.OldVersion != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// dbUndoable reports whether the tables can be put back as they were
+// before the install: every replaced pack's tables were backed up, and
+// every new pack's tables were recorded.
+func (j *Journal) dbUndoable() bool {
+	for _, e := range j.Packs {
+		if e.OldVersion != "" && j.DBBackup == "" {
+			return false
+		}
+	}
+	return true
 }
 
 func journalPath(root string) string { return filepath.Join(root, JournalFile) }
@@ -124,6 +172,11 @@ var CrashSteps = []string{
 	"mid-swap", "after-swap", "after-relaunch", "after-upgrade",
 	"after-commit", "mid-move",
 }
+
+// CrashBetweenPackUpgrades is the step between two packs' table upgrades
+// within one install; it is reached only when an install holds two packs
+// or more, so it is not among CrashSteps.
+const CrashBetweenPackUpgrades = "between-pack-upgrades"
 
 func crashPoint(step string) {
 	if os.Getenv(EnvCrashAt) == step {

@@ -86,13 +86,33 @@ func (d PackDB) Upgrade(ctx context.Context, running []*packs.Pack, ids []string
 	for _, id := range ids {
 		which[id] = true
 	}
-	return dbupdate.Upgrade(ctx, running, which, func(id string, ev *packpb.Progress) {
-		if ev.Done {
-			d.log().Info("upgrade done", "pack", id, "message", ev.Message)
-			return
+	ordered, err := dbupdate.Order(running)
+	if err != nil {
+		return err
+	}
+	// One pack at a time, so that a crash between two packs' upgrades can
+	// be injected (each pack's steps commit on their own).
+	n := 0
+	for _, p := range ordered {
+		if !which[p.ID] {
+			continue
 		}
-		d.log().Info("upgrading", "pack", id, "table", ev.Table, "from", ev.From, "to", ev.To, "step", ev.Message)
-	})
+		if n > 0 {
+			crashPoint(CrashBetweenPackUpgrades)
+		}
+		n++
+		err := dbupdate.Upgrade(ctx, running, map[string]bool{p.ID: true}, func(id string, ev *packpb.Progress) {
+			if ev.Done {
+				d.log().Info("upgrade done", "pack", id, "message", ev.Message)
+				return
+			}
+			d.log().Info("upgrading", "pack", id, "table", ev.Table, "from", ev.From, "to", ev.To, "step", ev.Message)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Restore implements DBSteps.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/packhost/packhost/host/packs"
 )
 
@@ -55,9 +57,11 @@ func Pending(root string) (bool, error) {
 // the caller starts the packs and calls FinishRecovery.
 //
 // An install that had committed is finished. One whose database upgrade
-// had begun without a backup is finished too (the new versions passed
-// their start check; the upgrade steps are transactional and `host run
-// --update-db` completes them). Anything else is undone.
+// had begun without a backup of a pack it replaced is finished too (the
+// new versions passed their start check; the upgrade steps are
+// transactional and `host run --update-db` completes them). Anything else
+// is undone: the tables of replaced packs are restored from the backup,
+// those of packs the install added are dropped.
 func Recover(root string) (*Recovery, error) {
 	j, err := readJournal(root)
 	if err != nil || j == nil {
@@ -76,7 +80,7 @@ func Recover(root string) (*Recovery, error) {
 		r.Action, r.NeedsDBRestore = "undone", true
 		return r, nil
 	case j.State == stateCommitted,
-		j.State == stateUpgrading && j.DBBackup == "":
+		j.State == stateUpgrading && !j.dbUndoable():
 		if j.State == stateUpgrading {
 			r.Warning = "the database upgrade had begun without a backup and may be unfinished: run `host run --update-db`"
 		}
@@ -107,8 +111,9 @@ func Recover(root string) (*Recovery, error) {
 }
 
 // FinishRecovery restores the tables after Recover undid an install whose
-// database upgrade had begun. running are the packs started from the old
-// files Recover put back.
+// database upgrade had begun: from the database backup for the packs it
+// replaced, by dropping them for the packs it added. running are the packs
+// started from the old files Recover put back.
 func FinishRecovery(ctx context.Context, root string, running []*packs.Pack, db DBSteps) error {
 	j, err := readJournal(root)
 	if err != nil || j == nil {
@@ -120,8 +125,13 @@ func FinishRecovery(ctx context.Context, root string, running []*packs.Pack, db 
 	if db == nil {
 		return errors.New("finish recovery: no database steps to restore with")
 	}
-	if err := db.Restore(ctx, running, j.DBBackup); err != nil {
-		return fmt.Errorf("%w: restore the database from %s: %v; the journal was kept, so the next start tries again", ErrInterrupted, j.DBBackup, err)
+	if j.DBBackup != "" {
+		if err := db.Restore(ctx, running, j.DBBackup); err != nil {
+			return fmt.Errorf("%w: restore the database from %s: %v; the journal was kept, so the next start tries again", ErrInterrupted, j.DBBackup, err)
+		}
+	}
+	if err := dropNew(ctx, db, j, hclog.NewNullLogger()); err != nil {
+		return fmt.Errorf("%w: %v; the journal was kept, so the next start tries again", ErrInterrupted, err)
 	}
 	return removeJournal(root)
 }

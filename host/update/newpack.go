@@ -1,0 +1,144 @@
+package update
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/packhost/packhost/host/dbupdate"
+	"github.com/packhost/packhost/internal/meta"
+	"github.com/packhost/packhost/internal/schema"
+)
+
+// RecordNew implements DBSteps through the host's own connection.
+func (d PackDB) RecordNew(ctx context.Context, id string, tables []string) (*NewPackDB, error) {
+	if d.DB == nil {
+		return nil, errors.New("record the database before installing " + id + ": no database connection")
+	}
+	rec, err := recordNewPack(ctx, d.DB, id, tables)
+	if err != nil {
+		return nil, fmt.Errorf("record the database before installing %s: %w", id, err)
+	}
+	return rec, nil
+}
+
+// DropNew implements DBSteps through the host's own connection, holding
+// the database-wide upgrade lock.
+func (d PackDB) DropNew(ctx context.Context, id string, rec *NewPackDB) error {
+	if d.DB == nil {
+		return errors.New("remove the tables of " + id + ": no database connection")
+	}
+	unlock, err := dbupdate.Lock(ctx, d.Target, d.DB, func() {
+		d.log().Info("another host is upgrading this database; waiting for it to finish")
+	})
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := dropNewPack(ctx, d.DB, id, rec); err != nil {
+		return fmt.Errorf("remove the tables of %s (%s) that the failed install created: %w", id, strings.Join(rec.Created, ", "), err)
+	}
+	if len(rec.Kept) > 0 {
+		d.log().Warn("tables that existed before the install were left as the upgrade made them", "pack", id, "tables", strings.Join(rec.Kept, ", "))
+	}
+	return nil
+}
+
+// recordNewPack reads what db holds of the pack id, which is about to be
+// installed, and of the tables it declares.
+func recordNewPack(ctx context.Context, db *gorm.DB, id string, tables []string) (*NewPackDB, error) {
+	db = db.WithContext(ctx)
+	rec := &NewPackDB{Created: []string{}}
+	for _, t := range tables {
+		_, exists, err := schema.Describe(ctx, db, t)
+		if err != nil {
+			return nil, err
+		}
+		if exists {
+			rec.Kept = append(rec.Kept, t)
+		} else {
+			rec.Created = append(rec.Created, t)
+		}
+	}
+	if !meta.Present(ctx, db) {
+		return rec, nil
+	}
+	var settings []meta.Setting
+	if err := db.Where("pack_id = ?", id).Order("key").Find(&settings).Error; err != nil {
+		return nil, fmt.Errorf("read pack_settings: %w", err)
+	}
+	for _, s := range settings {
+		if !slices.Contains(keptKeys(rec), s.Key) {
+			rec.Settings = append(rec.Settings, s)
+		}
+	}
+	if len(rec.Created) > 0 {
+		if err := db.Where("table_name IN ?", rec.Created).Order("table_name, table_version").Find(&rec.Registry).Error; err != nil {
+			return nil, fmt.Errorf("read schema_registry: %w", err)
+		}
+	}
+	return rec, nil
+}
+
+func keptKeys(rec *NewPackDB) []string {
+	var keys []string
+	for _, t := range rec.Kept {
+		keys = append(keys, meta.VersionKey(t))
+	}
+	return keys
+}
+
+// dropNewPack puts db back as recordNewPack found it, in one transaction:
+// it drops the Created tables that exist now, and replaces the pack's
+// pack_settings rows (but the version keys of Kept tables) and the
+// schema_registry rows of the Created tables with the recorded ones. Run
+// again, it does nothing more.
+func dropNewPack(ctx context.Context, db *gorm.DB, id string, rec *NewPackDB) error {
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		for _, t := range rec.Created {
+			_, exists, err := schema.Describe(ctx, tx, t)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				continue
+			}
+			// No CASCADE: an object of another pack that depends on the
+			// table stops the rollback instead of being dropped with it.
+			if err := tx.Exec("DROP TABLE ?", clause.Table{Name: t}).Error; err != nil {
+				return fmt.Errorf("drop table %s: %w", t, err)
+			}
+		}
+		if !meta.Present(ctx, tx) {
+			return nil
+		}
+		del := tx.Where("pack_id = ?", id)
+		if kept := keptKeys(rec); len(kept) > 0 {
+			del = del.Where("key NOT IN ?", kept)
+		}
+		if err := del.Delete(&meta.Setting{}).Error; err != nil {
+			return fmt.Errorf("delete the pack_settings rows of %s: %w", id, err)
+		}
+		if len(rec.Settings) > 0 {
+			if err := tx.Create(&rec.Settings).Error; err != nil {
+				return fmt.Errorf("put back the pack_settings rows of %s: %w", id, err)
+			}
+		}
+		if len(rec.Created) > 0 {
+			if err := tx.Where("table_name IN ?", rec.Created).Delete(&meta.Registration{}).Error; err != nil {
+				return fmt.Errorf("delete the schema_registry rows of %s: %w", strings.Join(rec.Created, ", "), err)
+			}
+		}
+		if len(rec.Registry) > 0 {
+			if err := tx.Create(&rec.Registry).Error; err != nil {
+				return fmt.Errorf("put back the schema_registry rows of %s: %w", strings.Join(rec.Created, ", "), err)
+			}
+		}
+		return nil
+	})
+}
