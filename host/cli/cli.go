@@ -53,7 +53,17 @@ func (c *common) logger(e env) hclog.Logger {
 
 func (c *common) options(e env, readOnly bool) system.Options {
 	return system.Options{Root: c.root, DBFlag: c.db, ReadOnly: readOnly, StartTimeout: c.startTimeout, Logger: c.logger(e),
-		Pending: inspectPending}
+		Pending: inspectPending, Checks: interruptedInstall}
+}
+
+// openForChange opens the system for a command that may change it: an
+// install the host did not finish is finished or undone first, so no
+// command works on a half-installed pack.
+func openForChange(e env, c common) (*system.System, error) {
+	if err := recoverInstall(e, c); err != nil {
+		return nil, err
+	}
+	return system.Open(e.ctx, c.options(e, false))
 }
 
 // errUsage marks errors that are the caller's words being off (exit 2).
@@ -90,10 +100,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	e := env{stdout: stdout, stderr: stderr, ctx: ctx}
 	name, rest := "run", args
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		name = "help"
+	} else if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, rest = args[0], args[1:]
 	}
-	if name == "help" || name == "-h" || name == "--help" {
+	if name == "help" {
 		printUsage(stdout)
 		return 0
 	}

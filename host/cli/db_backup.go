@@ -28,7 +28,7 @@ func dbBackupCmd(e env, args []string) (int, error) {
 	if fs.NArg() > 0 {
 		return 0, usageErr("host db backup takes no arguments, got %q", fs.Args())
 	}
-	sys, err := system.Open(e.ctx, c.options(e, false))
+	sys, err := openForChange(e, c)
 	if err != nil {
 		return 1, err
 	}
@@ -99,7 +99,7 @@ func dbRestoreCmd(e env, args []string) (int, error) {
 	if arg == "" || fs.NArg() > 0 {
 		return 0, usageErr("host db restore takes one argument, the backup's directory (see Updates_Backups)")
 	}
-	sys, err := system.Open(e.ctx, c.options(e, false))
+	sys, err := openForChange(e, c)
 	if err != nil {
 		return 1, err
 	}

@@ -24,7 +24,7 @@ func dbRepairCmd(e env, args []string) (int, error) {
 	if fs.NArg() > 0 {
 		return 0, usageErr("host db repair takes no arguments, got %q", fs.Args())
 	}
-	sys, err := system.Open(e.ctx, c.options(e, false))
+	sys, err := openForChange(e, c)
 	if err != nil {
 		return 1, err
 	}

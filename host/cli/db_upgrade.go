@@ -5,7 +5,6 @@ import (
 
 	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/report"
-	"github.com/packhost/packhost/host/system"
 )
 
 // dbUpgradeCmd does what `host run --update-db` does before serving (back
@@ -22,7 +21,7 @@ func dbUpgradeCmd(e env, args []string) (int, error) {
 	if fs.NArg() > 0 {
 		return 0, usageErr("host db upgrade takes no arguments, got %q", fs.Args())
 	}
-	sys, err := system.Open(e.ctx, c.options(e, false))
+	sys, err := openForChange(e, c)
 	if err != nil {
 		return 1, err
 	}

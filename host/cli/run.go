@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -88,16 +89,24 @@ func runCmd(e env, args []string) (int, error) {
 		}
 	}
 	if len(sys.Failed) > 0 {
+		// A pack that did not start is left out; the others serve. The
+		// core pack is required.
+		var failed []string
 		for _, err := range sys.Failed {
 			log.Error("pack failed", "error", err)
+			failed = append(failed, err.Error())
 		}
 		if sys.Pack("core") == nil {
 			_ = r.WriteText(e.stdout)
-			return 1, fmt.Errorf("the core pack is not running; nothing can be served")
+			return 1, errors.New("the core pack is not running (see the problem above), so nothing can be served; reinstall it from its update zip")
 		}
 		log.Warn("serving without the packs that did not start; fix or uninstall them")
-		r.Problems = nil
+		r.Problems = slices.DeleteFunc(r.Problems, func(p string) bool { return slices.Contains(failed, p) })
 		r.Finish()
+	}
+	if r.ExitCode == report.ExitError {
+		_ = r.WriteText(e.stdout)
+		return 1, errors.New("not serving: the problems above must be fixed first")
 	}
 	reason := ""
 	switch r.ExitCode {

@@ -15,7 +15,9 @@ import (
 
 // keygenCmd writes an ed25519 key pair for signing update zips.
 func keygenCmd(e env, args []string) (int, error) {
+	var c common
 	fs := newFlags(e, "keygen")
+	c.register(fs)
 	dir := fs.String("dir", ".", "folder to write <name>.key and <name>.pub into")
 	name := fs.String("name", "packhost", "key name (the files' base name)")
 	if err := parse(fs, args); err != nil {
@@ -110,7 +112,9 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // packSignCmd signs the manifest of update zips.
 func packSignCmd(e env, args []string) (int, error) {
+	var c common
 	fs := newFlags(e, "pack sign")
+	c.register(fs)
 	keyFile := fs.String("key", "", "private key file (from `host keygen`)")
 	if err := parse(fs, args); err != nil {
 		return 0, err
@@ -268,14 +272,20 @@ func recoverInstall(e env, c common) error {
 }
 
 // inspectPending reports the zips in Updates_Pending with what they hold
-// and every problem found, changing nothing. An install that the host did
-// not finish is reported as a pending problem too.
+// and every problem found, changing nothing.
 func inspectPending(root string) ([]report.PendingUpdate, error) {
 	zips, err := update.Inspect(root, update.Options{HostVersion: HostVersion})
-	out := update.Reports(zips)
-	if busy, jerr := update.Pending(root); jerr == nil && busy {
-		out = append(out, report.PendingUpdate{File: update.JournalFile,
-			Problems: []string{"an install was interrupted; the next `host run` finishes or undoes it before anything else"}})
+	return update.Reports(zips), err
+}
+
+// interruptedInstall is a problem when an install did not finish.
+func interruptedInstall(root string) []string {
+	busy, err := update.Pending(root)
+	switch {
+	case err != nil:
+		return []string{fmt.Sprintf("read the install journal %s: %v", update.JournalFile, err)}
+	case busy:
+		return []string{fmt.Sprintf("an install was interrupted (%s): the next `host run` or `host db` command finishes or undoes it before anything else", update.JournalFile)}
 	}
-	return out, err
+	return nil
 }

@@ -321,3 +321,62 @@ func TestTwoHostsUpgradingOneDatabaseRunEveryStepOnce(t *testing.T) {
 		}
 	})
 }
+
+func TestATableThatExistsWithoutARecordedVersionIsAConflict(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, db dbtest.DB) {
+		s := newSystem(t, db, nil)
+		if err := db.Gorm.Exec(`CREATE TABLE notes (id integer PRIMARY KEY, mine text)`).Error; err != nil {
+			t.Fatal(err)
+		}
+		r, _ := s.status(t)
+		tb := table(t, r, "notes", "notes")
+		if r.ExitCode != report.ExitSchemaConflict || tb.State != report.StateDrift || !strings.Contains(tb.Detail, "no version is recorded") {
+			t.Fatalf("want drift (exit 5) naming the unrecorded table, got %+v exit %d", tb, r.ExitCode)
+		}
+		before := readState(t, db, "notes", "notes")
+		mustCode(t, s.host(t, "db", "upgrade", "--no-backup"), report.ExitSchemaConflict)
+		if after := readState(t, db, "notes", "notes"); !after.equal(before) {
+			t.Fatalf("the upgrade touched a table it does not own: %+v -> %+v", before, after)
+		}
+	})
+}
+
+func TestTwoPacksClaimingOneTableAreBothStopped(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, db dbtest.DB) {
+		s := newSystem(t, db, nil)
+		packtest.Install(t, s.root, packtest.Build(t, "testdata/packs/notes", map[string]string{"id": "notes-copy", "table": "notes"}))
+		r, res := s.status(t)
+		if r.ExitCode != report.ExitError || !strings.Contains(res.Stdout, "table notes is declared by both notes and notes-copy") {
+			t.Fatalf("want exit 1 naming the clash, got %d:\n%s", r.ExitCode, res.Stdout)
+		}
+		for _, p := range r.Packs {
+			if (p.ID == "notes" || p.ID == "notes-copy") && p.Running {
+				t.Fatalf("pack %s still runs while it claims a table another pack claims", p.ID)
+			}
+		}
+		mustCode(t, s.host(t, "db", "upgrade", "--no-backup"), 1)
+		var n int64
+		db.Gorm.Raw(`SELECT count(*) FROM pack_settings WHERE pack_id IN ('notes', 'notes-copy')`).Scan(&n)
+		if n != 0 {
+			t.Fatalf("a clashing pack wrote %d settings", n)
+		}
+	})
+}
+
+func TestRunRefusesToServeWhileAProblemStands(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, db dbtest.DB) {
+		s := newSystem(t, db, nil)
+		mustCode(t, s.host(t, "db", "upgrade"), 0)
+		if err := os.MkdirAll(filepath.Join(s.root, "trusted_keys"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(s.root, "trusted_keys", "broken.pub"), []byte("not a key\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res := s.host(t, "run", "--addr", "127.0.0.1:0")
+		mustCode(t, res, 1)
+		if !strings.Contains(res.Stderr, "not serving") || !strings.Contains(res.Stdout, "broken.pub") {
+			t.Fatalf("run does not say why it will not serve:\nstdout:\n%s\nstderr:\n%s", res.Stdout, res.Stderr)
+		}
+	})
+}

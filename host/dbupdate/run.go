@@ -53,7 +53,7 @@ func Run(ctx context.Context, sys *system.System, opts RunOptions) (*report.Repo
 	if err != nil {
 		return nil, err
 	}
-	if r.ExitCode == report.ExitSchemaConflict {
+	if r.Conflict() {
 		return r, fmt.Errorf("%w: no table was upgraded", ErrConflict)
 	}
 	which := Needed(r)

@@ -109,19 +109,7 @@ func (r *Report) Finish() {
 		r.Problems = []string{}
 	}
 	r.Hints = []string{}
-	conflict, needs, mismatch := false, false, false
-	for _, p := range r.Packs {
-		for _, t := range p.Tables {
-			switch t.State {
-			case StateNewer, StateDrift:
-				conflict = true
-			case StateVersionMismatch:
-				conflict, mismatch = true, true
-			case StateMissing, StateOutdated:
-				needs = true
-			}
-		}
-	}
+	conflict, needs, mismatch := r.Conflict(), r.NeedsUpgrade(), r.has(StateVersionMismatch)
 	switch {
 	case len(r.Problems) > 0:
 		r.ExitCode = ExitError
@@ -144,6 +132,26 @@ func (r *Report) Finish() {
 	if needs {
 		r.Hints = append(r.Hints, "database updates are needed: run `host run --update-db` (it backs up first), or `host run --admin-only` to serve only the admin pages")
 	}
+}
+
+// Conflict reports whether a table is newer than its code, drifted, or at
+// another registered version than recorded: no upgrade may run past it.
+func (r *Report) Conflict() bool {
+	return r.has(StateNewer) || r.has(StateDrift) || r.has(StateVersionMismatch)
+}
+
+// NeedsUpgrade reports whether a table is missing or outdated.
+func (r *Report) NeedsUpgrade() bool { return r.has(StateMissing) || r.has(StateOutdated) }
+
+func (r *Report) has(state string) bool {
+	for _, p := range r.Packs {
+		for _, t := range p.Tables {
+			if t.State == state {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // WriteJSON writes the report as indented JSON.

@@ -49,6 +49,9 @@ type Options struct {
 	// Pending inspects Updates_Pending for the report; when nil the zips
 	// are only listed by name and size.
 	Pending func(root string) ([]report.PendingUpdate, error)
+	// Checks adds problems found outside the packs (an interrupted
+	// install) to the report.
+	Checks func(root string) []string
 }
 
 // System is an open installation. Close stops its packs and its database.
@@ -68,6 +71,7 @@ type System struct {
 	Installed []packs.Installed
 
 	pending func(root string) ([]report.PendingUpdate, error)
+	checks  func(root string) []string
 }
 
 // Path joins elements under the system directory.
@@ -89,7 +93,7 @@ func Open(ctx context.Context, opts Options) (*System, error) {
 	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("system directory %s does not exist or is not a directory; create it or pass --root", root)
 	}
-	s := &System{Root: root, Log: opts.Logger, pending: opts.Pending}
+	s := &System{Root: root, Log: opts.Logger, pending: opts.Pending, checks: opts.Checks}
 	s.Target, err = dbconn.ParseFlag(opts.DBFlag, s.Path(DataDir, SQLiteFile))
 	if err != nil {
 		return nil, err
@@ -107,6 +111,11 @@ func Open(ctx context.Context, opts Options) (*System, error) {
 			if err := os.MkdirAll(s.Path(d), 0o755); err != nil {
 				return nil, fmt.Errorf("create %s: %w", d, err)
 			}
+		}
+		// data/ holds the embedded database, the admin session state and
+		// the feed state: only the host's user may read it.
+		if err := os.Chmod(s.Path(DataDir), 0o700); err != nil {
+			return nil, fmt.Errorf("protect %s: %w", DataDir, err)
 		}
 	}
 	if hasDB {
@@ -133,28 +142,39 @@ func Open(ctx context.Context, opts Options) (*System, error) {
 		return nil, err
 	}
 	s.Packs, s.Failed = s.Launcher.StartAll(ctx, s.Installed)
-	if err := checkTableOwners(s.Packs); err != nil {
-		s.Failed = append(s.Failed, err)
-	}
+	s.dropTableClashes()
 	return s, nil
 }
 
-// checkTableOwners refuses two packs that claim the same table.
-func checkTableOwners(list []*packs.Pack) error {
+// dropTableClashes stops the packs that declare a table another pack also
+// declares: neither may touch it until one is uninstalled.
+func (s *System) dropTableClashes() {
 	owner := map[string]string{}
-	var clashes []string
-	for _, p := range list {
+	clash := map[string][]string{} // pack id -> reasons
+	for _, p := range s.Packs {
 		for _, t := range p.Info.Tables {
 			if o, ok := owner[t.Name]; ok {
-				clashes = append(clashes, fmt.Sprintf("table %s is declared by both %s and %s", t.Name, o, p.ID))
+				msg := fmt.Sprintf("table %s is declared by both %s and %s; uninstall one of them", t.Name, o, p.ID)
+				clash[o] = append(clash[o], msg)
+				clash[p.ID] = append(clash[p.ID], msg)
+				continue
 			}
 			owner[t.Name] = p.ID
 		}
 	}
-	if len(clashes) > 0 {
-		return errors.New(strings.Join(clashes, "; ") + "; uninstall one of them")
+	if len(clash) == 0 {
+		return
 	}
-	return nil
+	kept := s.Packs[:0]
+	for _, p := range s.Packs {
+		if reasons, ok := clash[p.ID]; ok {
+			p.Stop()
+			s.Failed = append(s.Failed, &packs.StartError{ID: p.ID, Err: errors.New(strings.Join(reasons, "; "))})
+			continue
+		}
+		kept = append(kept, p)
+	}
+	s.Packs = kept
 }
 
 // Close stops the packs and closes the database.
@@ -238,6 +258,9 @@ func (s *System) Report(ctx context.Context) (*report.Report, error) {
 		r.Problems = append(r.Problems, err.Error())
 	}
 	r.PendingUpdates = pending
+	if s.checks != nil {
+		r.Problems = append(r.Problems, s.checks(s.Root)...)
+	}
 	r.Finish()
 	return r, nil
 }

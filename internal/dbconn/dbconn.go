@@ -49,7 +49,9 @@ func ParseFlag(flag, sqlitePath string) (Target, error) {
 		return Target{Driver: SQLite, DSN: sqlitePath}, nil
 	case strings.HasPrefix(flag, "postgres://"), strings.HasPrefix(flag, "postgresql://"):
 		if _, err := url.Parse(flag); err != nil {
-			return Target{}, fmt.Errorf("--db: not a valid postgres URL: %w", err)
+			// url.Error quotes the whole URL, password included: say
+			// what is wrong without it.
+			return Target{}, errors.New("--db: not a valid postgres URL (postgres://USER:PASSWORD@HOST:PORT/DATABASE)")
 		}
 		return Target{Driver: Postgres, DSN: flag}, nil
 	case strings.HasPrefix(flag, "sqlite:"):

@@ -123,6 +123,9 @@ func (r *runtime) checkTable(ctx context.Context, db *gorm.DB, t Table) (*packpb
 	if installed == 0 {
 		st.State = packpb.TableState_TABLE_STATE_MISSING
 		if exists {
+			// Not ours to create over, and no registered version to
+			// compare it with: a conflict, not an install.
+			st.State = packpb.TableState_TABLE_STATE_DRIFT
 			st.Detail = fmt.Sprintf("a table named %s exists but no version is recorded for it in pack_settings; rename or drop it, or restore the backup it came from", t.Name)
 		}
 		return st, nil
@@ -223,10 +226,6 @@ func (r *runtime) upgrade(ctx context.Context, names []string, progress func(*pa
 		}
 		if err := r.stateError(st); err != nil {
 			return err
-		}
-		if st.State == packpb.TableState_TABLE_STATE_MISSING && st.Detail != "" {
-			return &packerr.Error{Code: packpb.ErrorCode_ERROR_CODE_DRIFT, PackID: r.pack.ID, Table: t.Name,
-				Msg: fmt.Sprintf("pack %s: table %s: %s", r.pack.ID, t.Name, st.Detail)}
 		}
 		if int(st.InstalledVersion) < t.Version() {
 			plans = append(plans, plan{t, int(st.InstalledVersion)})

@@ -24,6 +24,9 @@ var (
 	// failAt, when set, makes the step to that version fail halfway: after
 	// its first statement ran.
 	failAt = "0"
+	// table, when set, names the table instead of the id (to make two
+	// packs claim one table).
+	table = ""
 )
 
 func main() {
@@ -57,6 +60,9 @@ func main() {
 
 // tableName keeps packs built with other ids from sharing a table.
 func tableName() string {
+	if table != "" {
+		return table
+	}
 	if id == "notes" {
 		return "notes"
 	}
