@@ -171,7 +171,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	for _, p := range r.Packs {
 		if !p.Running {
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\tnot running\n", p.ID, dash(p.Version))
+			state := "not running"
+			if strings.HasPrefix(p.Error, "check schema") {
+				state = "check failed"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t%s\n", p.ID, dash(p.Version), state)
 			continue
 		}
 		if len(p.Tables) == 0 {

@@ -45,6 +45,13 @@ type proxy struct {
 	headTimeout time.Duration
 	pageTimeout time.Duration
 	log         hclog.Logger
+	// secret is the admin token, stripped from requests to packs.
+	secret string
+}
+
+func (p *proxy) withSecret(s string) *proxy {
+	p.secret = s
+	return p
 }
 
 func newProxy(list []*packs.Pack, headTimeout, pageTimeout time.Duration, log hclog.Logger) *proxy {
@@ -127,6 +134,9 @@ func (p *proxy) forward(w http.ResponseWriter, r *http.Request, rt *route) {
 	for k, v := range r.Header {
 		if hopHeaders[k] {
 			continue
+		}
+		if k == "Authorization" && p.secret != "" && slices.ContainsFunc(v, func(s string) bool { return strings.Contains(s, p.secret) }) {
+			continue // the admin token is the host's, never a pack's
 		}
 		head.Headers = append(head.Headers, &packpb.Header{Key: k, Values: v})
 	}

@@ -97,7 +97,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:   cfg,
 		log:   cfg.Logger,
 		token: token,
-		proxy: newProxy(cfg.System.Packs, cfg.HeadTimeout, cfg.PageTimeout, cfg.Logger.Named("pages")),
+		proxy: newProxy(cfg.System.Packs, cfg.HeadTimeout, cfg.PageTimeout, cfg.Logger.Named("pages")).withSecret(token),
 		feed:  newFeedWatcher(cfg.System.Root, *fc, cfg.Logger.Named("feed")),
 	}
 	s.handler = s.routes()

@@ -161,6 +161,24 @@ func TestPackPagesAreServedThroughTheirPacks(t *testing.T) {
 			t.Fatalf("the pack saw %+v", e)
 		}
 	})
+	t.Run("the admin token never reaches a pack, other credentials do", func(t *testing.T) {
+		srv, _ := newServer(t, Config{})
+		ts2 := httptest.NewServer(srv.Handler())
+		defer ts2.Close()
+		for _, c := range []struct {
+			auth string
+			seen bool
+		}{{"Bearer " + srv.token, false}, {"Basic Z3Vlc3Q6cHc=", true}} {
+			_, body := get(t, nil, ts2.URL+"/web/echo", "Authorization", c.auth)
+			var e demopages.Echo
+			if err := json.Unmarshal([]byte(body), &e); err != nil {
+				t.Fatalf("%v: %s", err, body)
+			}
+			if got := e.Header["Authorization"] != nil; got != c.seen {
+				t.Fatalf("Authorization %q: the pack saw it: %v, want %v", c.auth, got, c.seen)
+			}
+		}
+	})
 	t.Run("a streamed answer arrives whole and in order", func(t *testing.T) {
 		resp, body := get(t, nil, ts.URL+"/web/stream?chunks=40&size=50000")
 		if resp.StatusCode != 200 || len(body) != 40*50000 {
