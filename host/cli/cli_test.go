@@ -320,7 +320,7 @@ func TestRunUpdateDBOnAFreshDatabase(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, db dbtest.DB) {
 		root := system(t, "plugins/core", "testdata/packs/notes")
 		h := startHost(t, append([]string{"--root", root, "--update-db"}, dbArgs(db)...)...)
-		pids := packProcs(h.cmd.Process.Pid, root)
+		pids := packtest.PackProcs(h.cmd.Process.Pid, root)
 		if len(pids) != 2 {
 			t.Errorf("pack processes of the host: %v, want 2 (core, notes)", pids)
 		}
@@ -331,11 +331,11 @@ func TestRunUpdateDBOnAFreshDatabase(t *testing.T) {
 			t.Errorf("host run exited %d after SIGINT, want 0:\n%s", code, h.log())
 		}
 		for _, pid := range pids {
-			if alive(pid) {
+			if packtest.Alive(pid) {
 				t.Errorf("pack process %d outlived the host", pid)
 			}
 		}
-		if left := packProcs(-1, root); len(left) > 0 {
+		if left := packtest.PackProcs(-1, root); len(left) > 0 {
 			t.Errorf("pack processes left: %v", left)
 		}
 
@@ -366,7 +366,7 @@ func TestRunStopsPacksWhenItExitsOnAnError(t *testing.T) {
 			if r.code != 4 || !strings.Contains(r.stdout, "database updates are needed") {
 				t.Errorf("host run exited %d, want 4 with the report:\n%s\n%s", r.code, r.stdout, r.stderr)
 			}
-			if left := packProcs(-1, root); len(left) > 0 {
+			if left := packtest.PackProcs(-1, root); len(left) > 0 {
 				t.Errorf("pack processes left after the host exited: %v", left)
 			}
 		})
@@ -376,7 +376,7 @@ func TestRunStopsPacksWhenItExitsOnAnError(t *testing.T) {
 			if r.code != 1 || !strings.Contains(r.stderr, "the core pack is not running") {
 				t.Errorf("host run exited %d, want 1 naming the core pack:\n%s\n%s", r.code, r.stdout, r.stderr)
 			}
-			if left := packProcs(-1, root); len(left) > 0 {
+			if left := packtest.PackProcs(-1, root); len(left) > 0 {
 				t.Errorf("pack processes left after the host exited: %v", left)
 			}
 		})
@@ -460,7 +460,7 @@ func TestStatusReportsPacksThatDoNotStart(t *testing.T) {
 				}
 			}
 		}
-		if left := packProcs(-1, root); len(left) > 0 {
+		if left := packtest.PackProcs(-1, root); len(left) > 0 {
 			t.Errorf("pack processes left after status: %v", left)
 		}
 	})
@@ -470,7 +470,7 @@ func TestSIGKILLOfTheHostLeavesNoPack(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, db dbtest.DB) {
 		root := system(t, "plugins/core", "testdata/packs/notes")
 		h := startHost(t, append([]string{"--root", root, "--update-db"}, dbArgs(db)...)...)
-		pids := packProcs(h.cmd.Process.Pid, root)
+		pids := packtest.PackProcs(h.cmd.Process.Pid, root)
 		if len(pids) != 2 {
 			t.Fatalf("pack processes of the host: %v, want 2", pids)
 		}
@@ -482,7 +482,7 @@ func TestSIGKILLOfTheHostLeavesNoPack(t *testing.T) {
 		for {
 			var left []int
 			for _, pid := range pids {
-				if alive(pid) {
+				if packtest.Alive(pid) {
 					left = append(left, pid)
 				}
 			}

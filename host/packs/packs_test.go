@@ -135,7 +135,7 @@ func TestStartAll(t *testing.T) {
 		if !errors.As(failed[0], &se) || se.ID != "notes" {
 			t.Errorf("error %#v is not a StartError for notes", failed[0])
 		}
-		if pids := packProcs(os.Getpid(), filepath.Dir(notes.Binary)); len(pids) != 0 {
+		if pids := packtest.PackProcs(os.Getpid(), filepath.Dir(notes.Binary)); len(pids) != 0 {
 			t.Errorf("the refused binary runs as %v", pids)
 		}
 		if after := snapshot(t, root); after != before {
@@ -188,7 +188,7 @@ func TestStartAll(t *testing.T) {
 			t.Errorf("failed = %v, want 2 errors", failed)
 		}
 		for _, id := range []string{"crash", "hang"} {
-			if pids := packProcs(os.Getpid(), filepath.Join(root, packs.Dir, id)); len(pids) != 0 {
+			if pids := packtest.PackProcs(os.Getpid(), filepath.Join(root, packs.Dir, id)); len(pids) != 0 {
 				t.Errorf("pack %s still runs as %v after its start failed", id, pids)
 			}
 		}
@@ -222,7 +222,7 @@ func TestStartAll(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
-		if pids := packProcs(os.Getpid(), root); len(pids) != 0 {
+		if pids := packtest.PackProcs(os.Getpid(), root); len(pids) != 0 {
 			t.Errorf("the refused pack still runs as %v", pids)
 		}
 		if after := snapshot(t, root); after != before {
@@ -249,13 +249,13 @@ func TestClose(t *testing.T) {
 				t.Fatalf("%s: check schema: %v", p.ID, err)
 			}
 		}
-		pids := packProcs(os.Getpid(), root)
+		pids := packtest.PackProcs(os.Getpid(), root)
 		if len(pids) != 2 {
 			t.Fatalf("pack processes under %s: %v, want 2", root, pids)
 		}
 		l.Close()
 		for _, pid := range pids {
-			if alive(pid) {
+			if packtest.Alive(pid) {
 				t.Errorf("pack process %d still runs after Close", pid)
 			}
 		}

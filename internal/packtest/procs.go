@@ -1,4 +1,4 @@
-package cli_test
+package packtest
 
 import (
 	"os"
@@ -7,10 +7,10 @@ import (
 	"strings"
 )
 
-// packProcs lists the live processes whose parent is ppid (any parent when
+// PackProcs lists the live processes whose parent is ppid (any parent when
 // ppid is negative) and whose executable lies under dir: the packs a host
 // started from a system directory.
-func packProcs(ppid int, dir string) []int {
+func PackProcs(ppid int, dir string) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -18,7 +18,7 @@ func packProcs(ppid int, dir string) []int {
 	var out []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !alive(pid) {
+		if err != nil || !Alive(pid) {
 			continue
 		}
 		if ppid >= 0 && parent(pid) != ppid {
@@ -49,9 +49,9 @@ func stat(pid int) []string {
 	return strings.Fields(s[i+1:])
 }
 
-// alive reports whether pid is a process that has not ended (a zombie has
+// Alive reports whether pid is a process that has not ended (a zombie has
 // ended: it only waits to be reaped).
-func alive(pid int) bool {
+func Alive(pid int) bool {
 	f := stat(pid)
 	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
 }
