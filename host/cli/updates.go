@@ -267,7 +267,7 @@ func recoverInstall(e env, c common) error {
 	if err := update.FinishRecovery(e.ctx, sys.Root, sys.Packs, update.PackDB{Root: sys.Root, Log: log, Target: sys.Target, DB: sys.DB}); err != nil {
 		return err
 	}
-	log.Info("the database was restored from the backup taken before the interrupted install")
+	log.Info("the database is back as it was before the interrupted install")
 	return nil
 }
 
