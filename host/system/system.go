@@ -188,6 +188,15 @@ func (s *System) Close() {
 	}
 }
 
+func (s *System) coreInstalled() bool {
+	for _, p := range s.Installed {
+		if p.ID == "core" {
+			return true
+		}
+	}
+	return false
+}
+
 // Pack returns the running pack with the given id.
 func (s *System) Pack(id string) *packs.Pack {
 	for _, p := range s.Packs {
@@ -258,6 +267,10 @@ func (s *System) Report(ctx context.Context) (*report.Report, error) {
 		r.Problems = append(r.Problems, err.Error())
 	}
 	r.PendingUpdates = pending
+	if !s.coreInstalled() && len(pending) == 0 {
+		r.Problems = append(r.Problems, "the core pack is not installed: drop its update zip into "+PendingDir+
+			" and run `host run --install-updates` (in a checkout, `make build` installs it)")
+	}
 	if s.checks != nil {
 		r.Problems = append(r.Problems, s.checks(s.Root)...)
 	}
