@@ -82,7 +82,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name s
 	var buf bytes.Buffer
 	p := page{Title: titles[name], Nav: name, Data: data}
 	if name != "login" {
-		p.CSRF = s.derive("csrf")
+		p.CSRF = authFrom(r).csrf
 	}
 	if err := pageTmpl.ExecuteTemplate(&buf, name+".html", p); err != nil {
 		s.log.Error("render admin page", "page", name, "error", err)

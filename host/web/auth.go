@@ -1,9 +1,8 @@
 package web
 
 import (
-	"crypto/hmac"
+	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -96,37 +96,73 @@ func IsLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// derive makes a value bound to the token: the session cookie and the
-// forms' CSRF field. Changing the token ends every session.
-func (s *Server) derive(purpose string) string {
-	m := hmac.New(sha256.New, []byte(s.token))
-	m.Write([]byte("packhost " + purpose))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
 func equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
-// authorized reports whether the request carries the token: as a Bearer
-// token, or as the session cookie the login form set.
-func (s *Server) authorized(r *http.Request) bool {
+// authKind says how a request proved it may use the admin pages.
+type authKind int
+
+const (
+	authNone   authKind = iota
+	authBearer          // Authorization: Bearer <token>; no CSRF field needed
+	authCookie          // a live session's cookie
+)
+
+type authCtxKey struct{}
+
+// authInfo is what requireAuth found, kept in the request's context for
+// the handlers: how the request was authorized and, for a session, the
+// session's id and CSRF value.
+type authInfo struct {
+	kind    authKind
+	session string
+	csrf    string
+}
+
+// authenticate says whether the request carries the token as a Bearer
+// token, or the cookie of a live session.
+func (s *Server) authenticate(r *http.Request) authInfo {
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, ok := strings.Cut(h, " ")
-		return ok && strings.EqualFold(scheme, "Bearer") && equal(strings.TrimSpace(tok), s.token)
+		if ok && strings.EqualFold(scheme, "Bearer") && equal(strings.TrimSpace(tok), s.token) {
+			return authInfo{kind: authBearer}
+		}
+		return authInfo{}
 	}
 	c, err := r.Cookie(CookieName)
-	return err == nil && equal(c.Value, s.derive("session"))
+	if err != nil {
+		return authInfo{}
+	}
+	csrf, ok := s.sessions.touch(c.Value)
+	if !ok {
+		return authInfo{}
+	}
+	return authInfo{kind: authCookie, session: c.Value, csrf: csrf}
 }
 
-// csrfOK checks the hidden field every acting form carries. Cross-origin
-// requests are refused before this by http.CrossOriginProtection; the
-// field also stops a same-site page that is not ours.
+func authFrom(r *http.Request) authInfo {
+	a, _ := r.Context().Value(authCtxKey{}).(authInfo)
+	return a
+}
+
+// csrfOK checks the hidden field every acting form carries against the
+// session's own CSRF value. Cross-origin requests are refused before this
+// by http.CrossOriginProtection; the field also stops a same-site page
+// that is not ours. A Bearer request needs no field: browsers never add
+// that header on their own.
 func (s *Server) csrfOK(r *http.Request) bool {
-	return equal(r.PostFormValue("csrf"), s.derive("csrf"))
+	a := authFrom(r)
+	switch a.kind {
+	case authBearer:
+		return true
+	case authCookie:
+		return a.csrf != "" && equal(r.PostFormValue("csrf"), a.csrf)
+	}
+	return false
 }
 
-func (s *Server) setSession(w http.ResponseWriter, r *http.Request) {
+func (s *Server) setSession(w http.ResponseWriter, r *http.Request, id string) {
 	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: s.derive("session"), Path: "/admin",
+		Name: CookieName, Value: id, Path: "/admin", MaxAge: int(SessionMaxAge / time.Second),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
 }
@@ -142,11 +178,12 @@ func (s *Server) clearSession(w http.ResponseWriter, r *http.Request) {
 // a JSON error, pages with the login form.
 func (s *Server) requireAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.authorized(r) {
-			next.ServeHTTP(w, r)
+		a := s.authenticate(r)
+		if a.kind == authNone {
+			s.unauthorized(w, r, "")
 			return
 		}
-		s.unauthorized(w, r, "")
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authCtxKey{}, a)))
 	})
 }
 
@@ -172,7 +209,7 @@ type loginPage struct {
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
-		if s.authorized(r) {
+		if s.authenticate(r).kind != authNone {
 			http.Redirect(w, r, "/admin/", http.StatusSeeOther)
 			return
 		}
@@ -185,7 +222,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.unauthorized(w, r, "That is not the admin token. It is in the file "+TokenFile+" of the system directory.")
 		return
 	}
-	s.setSession(w, r)
+	// A new id at every login: a cookie planted before the login never
+	// becomes a session, and the browser's previous session ends.
+	if c, err := r.Cookie(CookieName); err == nil {
+		s.sessions.end(c.Value)
+	}
+	id, err := s.sessions.create()
+	if err != nil {
+		s.log.Error("admin login", "error", err)
+		http.Error(w, "internal error starting the session; see the host's log", http.StatusInternalServerError)
+		return
+	}
+	s.setSession(w, r, id)
 	next := r.PostFormValue("next")
 	if !strings.HasPrefix(next, "/admin/") || strings.HasPrefix(next, "/admin//") || strings.Contains(next, "\\") {
 		next = "/admin/"
@@ -198,6 +246,10 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if !s.csrfOK(r) {
 		http.Error(w, "form expired: reload the page and try again", http.StatusForbidden)
 		return
+	}
+	if a := authFrom(r); a.kind == authCookie {
+		s.sessions.end(a.session)
+		s.log.Info("admin logged out", "remote", r.RemoteAddr)
 	}
 	s.clearSession(w, r)
 	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)

@@ -57,12 +57,13 @@ const RetryAfter = "120"
 
 // Server is the host's HTTP side, made by New.
 type Server struct {
-	cfg     Config
-	log     hclog.Logger
-	token   string
-	proxy   *proxy
-	feed    *feedWatcher
-	handler http.Handler
+	cfg      Config
+	log      hclog.Logger
+	token    string
+	sessions *sessions
+	proxy    *proxy
+	feed     *feedWatcher
+	handler  http.Handler
 }
 
 // New checks the address against the admin token (a non-loopback address
@@ -94,11 +95,12 @@ func New(cfg Config) (*Server, error) {
 		fc = &hc.Feed
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		token: token,
-		proxy: newProxy(cfg.System.Packs, cfg.HeadTimeout, cfg.PageTimeout, cfg.Logger.Named("pages")).withSecret(token),
-		feed:  newFeedWatcher(cfg.System.Root, *fc, cfg.Logger.Named("feed")),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		token:    token,
+		sessions: newSessions(nil),
+		proxy:    newProxy(cfg.System.Packs, cfg.HeadTimeout, cfg.PageTimeout, cfg.Logger.Named("pages")).withSecret(token),
+		feed:     newFeedWatcher(cfg.System.Root, *fc, cfg.Logger.Named("feed")),
 	}
 	s.handler = s.routes()
 	return s, nil
