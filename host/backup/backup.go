@@ -7,10 +7,13 @@
 //
 //	<root>/Updates_Backups/db-<T as UTC yyyymmddThhmmssZ>-<P>/
 //
-// in the layout of internal/backupfile. The lifecycle of one backup:
+// in the layout of internal/backupfile; a second backup of P within the
+// same second is db-<T>.2-<P>, a third db-<T>.3-<P>, and so on (the
+// number goes before the pack id, which may itself end in -<digits>).
+// The lifecycle of one backup:
 //
-//  1. The host makes the hidden directory .db-<T>-<P>.partial (0700) next
-//     to where the backup goes.
+//  1. The host claims the first free name N by making the hidden
+//     directory .N.partial (0700) next to where the backup goes.
 //  2. The pack writes every file into it (0600), manifest last, streaming
 //     progress.
 //  3. On success the host syncs and renames it to db-<T>-<P>. On any
@@ -27,6 +30,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,35 +45,64 @@ const StampLayout = "20060102T150405Z"
 // Prefix starts the name of every database backup directory.
 const Prefix = "db-"
 
-// Name is the directory name of pack's backup taken at at.
+// Name is the directory name of pack's first backup taken at at.
 func Name(at time.Time, packID string) string {
-	return Prefix + at.UTC().Format(StampLayout) + "-" + packID
+	return NameN(at, packID, 1)
 }
 
-var namePattern = regexp.MustCompile(`^db-(\d{8}T\d{6}Z)-([a-z0-9][a-z0-9._-]{1,63})$`)
+// NameN is the directory name of pack's n-th backup taken within the
+// second of at: Name for n 1, db-<T>.<n>-<pack> after.
+func NameN(at time.Time, packID string, n int) string {
+	seq := ""
+	if n > 1 {
+		seq = "." + strconv.Itoa(n)
+	}
+	return Prefix + at.UTC().Format(StampLayout) + seq + "-" + packID
+}
+
+// maxPerSecond bounds the backups of one pack within one second.
+const maxPerSecond = 99
+
+var namePattern = regexp.MustCompile(`^db-(\d{8}T\d{6}Z)(?:\.([1-9]\d?))?-([a-z0-9][a-z0-9._-]{1,63})$`)
+
+// ParseName reads a backup directory's name: the time it was taken, its
+// number within that second (1 for the first) and the pack id. ok is
+// false for a name that is not a backup's.
+func ParseName(name string) (at time.Time, n int, packID string, ok bool) {
+	mm := namePattern.FindStringSubmatch(name)
+	if mm == nil {
+		return time.Time{}, 0, "", false
+	}
+	at, err := time.Parse(StampLayout, mm[1])
+	if err != nil {
+		return time.Time{}, 0, "", false
+	}
+	n = 1
+	if mm[2] != "" {
+		n, _ = strconv.Atoi(mm[2])
+	}
+	return at, n, mm[3], true
+}
 
 // Progress receives a pack's progress events during a backup or restore.
 type Progress func(packID string, ev *packpb.Progress)
 
-// ErrExists is returned when a backup of the same pack with the same
-// timestamp is already there (two backups within one second).
+// ErrExists is returned by Pack when every name for a backup of the pack
+// within that second is taken (more than 99 backups of it in one second);
+// the caller waits a second and tries again.
 var ErrExists = errors.New("a backup with this name already exists")
 
 // Pack backs up p's tables (all of them when tables is empty) into dir (the
 // system's Updates_Backups) and returns the backup's path. dir is created
-// when missing.
+// when missing. A backup of p taken in the same second before gets the
+// next free name (see NameN).
 func Pack(ctx context.Context, dir string, p *packs.Pack, at time.Time, tables []string, progress Progress) (string, error) {
-	name := Name(at, p.ID)
-	final := filepath.Join(dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("back up pack %s: %w", p.ID, err)
 	}
-	if _, err := os.Lstat(final); err == nil {
-		return "", fmt.Errorf("back up pack %s: %s: %w; wait a second and try again", p.ID, final, ErrExists)
-	}
-	partial := filepath.Join(dir, "."+name+".partial")
-	if err := os.Mkdir(partial, backupfile.DirMode); err != nil {
-		return "", fmt.Errorf("back up pack %s: make %s: %w", p.ID, partial, err)
+	final, partial, err := claim(dir, at, p.ID)
+	if err != nil {
+		return "", fmt.Errorf("back up pack %s: %w", p.ID, err)
 	}
 	done := false
 	defer func() {
@@ -78,7 +111,7 @@ func Pack(ctx context.Context, dir string, p *packs.Pack, at time.Time, tables [
 		}
 	}()
 	req := &packpb.BackupRequest{Dir: partial, CreatedAt: at.UTC().Format(StampLayout), Tables: tables}
-	err := p.Backup(ctx, req, func(ev *packpb.Progress) {
+	err = p.Backup(ctx, req, func(ev *packpb.Progress) {
 		if progress != nil {
 			progress(p.ID, ev)
 		}
@@ -106,6 +139,30 @@ func Pack(ctx context.Context, dir string, p *packs.Pack, at time.Time, tables [
 	}
 	done = true
 	return final, nil
+}
+
+// claim makes the partial directory of the first backup name of packID
+// at at that is free, and returns the final and the partial paths. Making
+// the partial directory is the claim: two hosts backing up at once never
+// get one name.
+func claim(dir string, at time.Time, packID string) (final, partial string, err error) {
+	for n := 1; n <= maxPerSecond; n++ {
+		name := NameN(at, packID, n)
+		final = filepath.Join(dir, name)
+		if _, err := os.Lstat(final); err == nil {
+			continue
+		}
+		partial = filepath.Join(dir, "."+name+".partial")
+		err := os.Mkdir(partial, backupfile.DirMode)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", "", fmt.Errorf("make %s: %w", partial, err)
+		}
+		return final, partial, nil
+	}
+	return "", "", fmt.Errorf("%s: %w (%d backups of it in one second); wait a second and try again", Name(at, packID), ErrExists, maxPerSecond)
 }
 
 // Packs backs up each pack in list, in order, with one timestamp, and
@@ -200,13 +257,14 @@ func List(dir string) ([]Info, error) {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
 	var out []Info
+	seq := map[string]int{}
 	for _, e := range entries {
-		mm := namePattern.FindStringSubmatch(e.Name())
-		if !e.IsDir() || mm == nil {
+		at, n, packID, ok := ParseName(e.Name())
+		if !e.IsDir() || !ok {
 			continue
 		}
-		at, _ := time.Parse(StampLayout, mm[1])
-		info := Info{Path: filepath.Join(dir, e.Name()), Name: e.Name(), PackID: mm[2], CreatedAt: at}
+		seq[e.Name()] = n
+		info := Info{Path: filepath.Join(dir, e.Name()), Name: e.Name(), PackID: packID, CreatedAt: at}
 		m, err := backupfile.ReadManifest(info.Path)
 		if err != nil {
 			info.Problem = strings.Replace(err.Error(), backupfile.ErrInvalid.Error()+": ", "", 1)
@@ -225,7 +283,10 @@ func List(dir string) ([]Info, error) {
 		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
 			return out[i].CreatedAt.After(out[j].CreatedAt)
 		}
-		return out[i].PackID < out[j].PackID
+		if out[i].PackID != out[j].PackID {
+			return out[i].PackID < out[j].PackID
+		}
+		return seq[out[i].Name] > seq[out[j].Name]
 	})
 	return out, nil
 }

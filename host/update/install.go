@@ -28,12 +28,13 @@ type DBSteps interface {
 	Backup(ctx context.Context, running []*packs.Pack, ids []string) (token string, err error)
 	// Upgrade upgrades the tables of the packs ids, in dependency order.
 	Upgrade(ctx context.Context, running []*packs.Pack, ids []string) error
-	// Restore puts back what Backup saved.
-	Restore(ctx context.Context, running []*packs.Pack, token string) error
-	// RecordNew reads what the database holds of the pack id, which the
-	// install adds, and of the tables it declares, before they are
-	// upgraded.
-	RecordNew(ctx context.Context, id string, tables []string) (*NewPackDB, error)
+	// Restore puts back what Backup saved of the packs ids (the backup
+	// made with token; other backups of the same second are left alone).
+	Restore(ctx context.Context, running []*packs.Pack, token string, ids []string) error
+	// RecordNew reads what the database holds of the pack id and of the
+	// tables its new version declares, before they are upgraded. replaced
+	// says that an older version of the pack was installed.
+	RecordNew(ctx context.Context, id string, tables []string, replaced bool) (*NewPackDB, error)
 	// DropNew puts the database back as RecordNew found it: it drops the
 	// tables the install created and puts the pack's meta rows back.
 	DropNew(ctx context.Context, id string, rec *NewPackDB) error
@@ -74,6 +75,11 @@ type Installer struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
+
+// RollbackTimeout bounds putting things back after a failed install. The
+// rollback does not stop when the install's context is cancelled (that
+// may be what failed it); a database restore of large tables takes time.
+const RollbackTimeout = time.Hour
 
 // Result says what an install did.
 type Result struct {
@@ -159,6 +165,15 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 		log.Info("installing", "zip", z.File, "pack", m.ID, "from", dashIfEmpty(z.Installed), "to", m.Version, "signature", z.Signature)
 	}
 
+	if !in.NoBackup && in.DB != nil {
+		// Before any backup is written: a replaced pack that is not
+		// running cannot back up its tables.
+		for _, id := range replaced {
+			if findPack(running, id) == nil {
+				return nil, &InstallError{Step: "database backup", Err: notRunning(id)}
+			}
+		}
+	}
 	if !in.NoBackup {
 		log.Info("backing up the system directory")
 		res.SystemBackup, err = BackupSystem(ctx, in.Root, now(), in.Progress)
@@ -187,7 +202,12 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 
 	fail := func(step string, err error) (*Result, error) {
 		log.Error("install failed; putting the old versions back", "step", step, "error", err)
-		rerr := in.rollback(ctx, j)
+		// The failure may be the context itself (Ctrl-C, SIGTERM): the
+		// rollback must still run to its end, so it gets a context that
+		// is not cancelled with ctx, bounded by a generous timeout.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RollbackTimeout)
+		defer cancel()
+		rerr := in.rollback(rctx, j)
 		return nil, &InstallError{Step: step, Err: err, RollbackErr: rerr}
 	}
 	packsDir := filepath.Join(in.Root, packs.Dir)
@@ -220,35 +240,39 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 		return fail("start packs", err)
 	}
 	defer l.Close()
-	newPacks, err := startInstalled(ctx, l, in.Root)
+	newPacks, err := startInstalled(ctx, l, in.Root, j.ids(), log)
 	if err != nil {
 		l.Close()
 		return fail("start the new versions", err)
 	}
 	for _, e := range j.Packs {
-		if !hasPack(newPacks, e.ID) {
+		if findPack(newPacks, e.ID) == nil {
 			l.Close()
 			return fail("start the new versions", fmt.Errorf("pack %s did not start", e.ID))
 		}
 	}
 	crashPoint("after-relaunch")
 	if in.DB != nil {
-		// A pack the install adds has no backup to go back to: record
-		// which of its tables do not exist yet, so that a rollback can
-		// drop them. Written with the state below, before any upgrade.
+		// Record which of the tables each new version declares do not
+		// exist yet, so that a rollback can drop them: a pack the install
+		// adds has no backup to go back to, and the backup of a replaced
+		// pack is restored by its old version, which knows nothing of the
+		// tables the new one adds (it would leave them, their registry
+		// rows and no version key: drift). Written with the state below,
+		// before any upgrade.
 		for i, e := range j.Packs {
-			if e.OldVersion != "" {
-				continue
-			}
-			p, _ := findPack(newPacks, e.ID)
+			p := findPack(newPacks, e.ID)
 			var tables []string
 			for _, t := range p.Info.GetTables() {
 				tables = append(tables, t.GetName())
 			}
-			rec, err := in.DB.RecordNew(ctx, e.ID, tables)
+			rec, err := in.DB.RecordNew(ctx, e.ID, tables, e.OldVersion != "")
 			if err != nil {
 				l.Close()
 				return fail("record the database", err)
+			}
+			if rec.Replaced && len(rec.Created) == 0 {
+				continue // the backup puts back everything
 			}
 			j.Packs[i].New = rec
 		}
@@ -258,11 +282,7 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 		return fail("journal", err)
 	}
 	if in.DB != nil {
-		ids := make([]string, len(j.Packs))
-		for i, e := range j.Packs {
-			ids[i] = e.ID
-		}
-		if err := in.DB.Upgrade(ctx, newPacks, ids); err != nil {
+		if err := in.DB.Upgrade(ctx, newPacks, j.ids()); err != nil {
 			l.Close()
 			return fail("upgrade the database", err)
 		}
@@ -292,27 +312,63 @@ func dashIfEmpty(s string) string {
 	return s
 }
 
-func hasPack(list []*packs.Pack, id string) bool {
+// findPack returns the pack id of list, nil when it is not there.
+func findPack(list []*packs.Pack, id string) *packs.Pack {
 	for _, p := range list {
 		if p.ID == id {
-			return true
+			return p
 		}
 	}
-	return false
+	return nil
 }
 
-// startInstalled starts every installed pack; the start errors of any
-// pack are returned together.
-func startInstalled(ctx context.Context, l *packs.Launcher, root string) ([]*packs.Pack, error) {
+// startInstalled starts every installed pack. The packs ids and the packs
+// they depend on must start: their start errors are returned together.
+// Another pack that does not start is logged and left out; it is not part
+// of the install, and the host reports it as it did before.
+func startInstalled(ctx context.Context, l *packs.Launcher, root string, ids []string, log hclog.Logger) ([]*packs.Pack, error) {
 	list, err := packs.Discover(root)
 	if err != nil {
 		return nil, err
 	}
+	required := withDependencies(list, ids)
 	started, failed := l.StartAll(ctx, list)
-	if len(failed) > 0 {
-		return started, errors.Join(failed...)
+	var errs []error
+	for _, err := range failed {
+		var se *packs.StartError
+		if errors.As(err, &se) && !required[se.ID] {
+			log.Warn("a pack the install does not need did not start; it is left as it was", "pack", se.ID, "error", err)
+			continue
+		}
+		errs = append(errs, err)
 	}
-	return started, nil
+	return started, errors.Join(errs...)
+}
+
+// withDependencies is the set of ids and of the packs they depend on,
+// directly or not, by the installed manifests of list.
+func withDependencies(list []packs.Installed, ids []string) map[string]bool {
+	byID := map[string]*packs.Installed{}
+	for i := range list {
+		byID[list[i].ID] = &list[i]
+	}
+	out := map[string]bool{}
+	var add func(id string)
+	add = func(id string) {
+		if out[id] {
+			return
+		}
+		out[id] = true
+		if p := byID[id]; p != nil && p.Manifest != nil {
+			for _, d := range p.Manifest.DependsOn {
+				add(d)
+			}
+		}
+	}
+	for _, id := range ids {
+		add(id)
+	}
+	return out
 }
 
 // swapIn moves the old directory aside and the staged one in. Each rename
@@ -419,11 +475,11 @@ func (in *Installer) restoreDB(ctx context.Context, j *Journal) error {
 			return err
 		}
 		defer l.Close()
-		old, err := startInstalled(ctx, l, in.Root)
+		old, err := startInstalled(ctx, l, in.Root, j.replacedIDs(), in.log())
 		if err != nil {
 			return fmt.Errorf("start the old versions to restore the database: %w", err)
 		}
-		if err := in.DB.Restore(ctx, old, j.DBBackup); err != nil {
+		if err := in.DB.Restore(ctx, old, j.DBBackup, j.replacedIDs()); err != nil {
 			return fmt.Errorf("restore the database from %s: %w", j.DBBackup, err)
 		}
 		in.log().Info("database restored", "backup", j.DBBackup)
@@ -431,7 +487,8 @@ func (in *Installer) restoreDB(ctx context.Context, j *Journal) error {
 	return dropNew(ctx, in.DB, j, in.log())
 }
 
-// dropNew drops the tables of the packs the install added.
+// dropNew drops the tables the install added: those of the packs it
+// added, and those the new versions of replaced packs added.
 func dropNew(ctx context.Context, db DBSteps, j *Journal, log hclog.Logger) error {
 	var errs []error
 	for _, e := range j.Packs {
@@ -442,7 +499,7 @@ func dropNew(ctx context.Context, db DBSteps, j *Journal, log hclog.Logger) erro
 			errs = append(errs, err)
 			continue
 		}
-		log.Info("tables of the pack the install added were dropped", "pack", e.ID, "tables", strings.Join(e.New.Created, ", "))
+		log.Info("tables the install added were dropped", "pack", e.ID, "tables", strings.Join(e.New.Created, ", "))
 	}
 	return errors.Join(errs...)
 }

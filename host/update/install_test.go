@@ -2,15 +2,19 @@ package update
 
 import (
 	"archive/zip"
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/report"
@@ -197,14 +201,26 @@ func TestInstallUpgradesAPackAndItsTables(t *testing.T) {
 	})
 }
 
+// TestInstallRollsBackAFailedMigration installs over notes 1.2.0 a
+// release that adds the table notes_extra (created first) and whose step
+// to notes 3 fails: the rollback restores notes from the backup with the
+// old binary and drops notes_extra with its meta rows. Then a release
+// whose step hangs until the host is stopped (SIGTERM) is rolled back all
+// the same, and a good zip of that release installs.
 func TestInstallRollsBackAFailedMigration(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, db dbtest.DB) {
 		s := newSystem(t, dbFlag(db))
-		bad := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3", "failAt": "3"}))
+		baseline := dbSnapshot(t, s.target())
+		bad := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3", "failAt": "3", "extra": "1"}))
 		code, out := s.install(nil, nil, bad)
-		if code != 1 || !strings.Contains(out, "upgrade the database") || !strings.Contains(out, "the old versions were put back") {
+		if code != 1 || !strings.Contains(out, "upgrade the database") || !strings.Contains(out, "the old versions were put back") ||
+			strings.Contains(out, "putting things back failed") {
 			t.Fatalf("exit %d, want 1 naming the failed upgrade:\n%s", code, out)
 		}
+		if !strings.Contains(out, "tables the install added were dropped") {
+			t.Errorf("no notes_extra was dropped, so the test proves nothing:\n%s", out)
+		}
+		assertSame(t, baseline, dbSnapshot(t, s.target()))
 		s.wantNotes("1.2.0", 2)
 		s.wantClean()
 		if p := pendingNames(t, s.root, PendingDir); len(p) != 1 || p[0] != "notes-1.3.0.zip" {
@@ -213,7 +229,74 @@ func TestInstallRollsBackAFailedMigration(t *testing.T) {
 		if inst := pendingNames(t, s.root, InstalledDir); len(inst) != 2 { // core and notes 1.2.0
 			t.Errorf("Updates_Installed: %v", inst)
 		}
+
+		t.Run("and when the host is stopped during the upgrade", func(t *testing.T) {
+			hang := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3", "hangAt": "3", "extra": "1"}))
+			code, out := s.installStopped(hang, "notes 3")
+			if code != 1 || !strings.Contains(out, "the old versions were put back") || strings.Contains(out, "putting things back failed") {
+				t.Fatalf("exit %d, want 1 with everything put back:\n%s", code, out)
+			}
+			assertSame(t, baseline, dbSnapshot(t, s.target()))
+			s.wantNotes("1.2.0", 2)
+			s.wantClean()
+		})
+
+		good := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3", "extra": "1"}))
+		if code, out := s.install(nil, nil, good); code != 0 {
+			t.Fatalf("install notes 1.3.0 after the rollback: exit %d\n%s", code, out)
+		}
+		tables := map[string]string{}
+		for _, p := range s.status().Packs {
+			for _, tb := range p.Tables {
+				tables[tb.Name] = fmt.Sprintf("%d %s", tb.InstalledVersion, tb.State)
+			}
+		}
+		if tables["notes"] != "3 ok" || tables["notes_extra"] != "1 ok" {
+			t.Errorf("tables after the install: %v, want notes 3 ok and notes_extra 1 ok", tables)
+		}
+		s.wantClean()
 	})
+}
+
+// installStopped runs `host pack install zip` and sends the host SIGTERM
+// once a steps.log under packs/ names the step mark.
+func (s sys) installStopped(zip, mark string) (int, string) {
+	s.t.Helper()
+	cmd := exec.Command(s.host, "pack", "install", "--root", s.root, "--db", s.db, zip)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	deadline := time.After(2 * time.Minute)
+	for reached := false; !reached; {
+		select {
+		case err := <-waited:
+			s.t.Fatalf("the install ended (%v) before reaching %q:\n%s", err, mark, buf.String())
+		case <-deadline:
+			cmd.Process.Kill()
+			<-waited
+			s.t.Fatalf("the install did not reach %q:\n%s", mark, buf.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		logs, _ := filepath.Glob(filepath.Join(s.root, "packs", "*", "bin", "steps.log"))
+		for _, l := range logs {
+			if data, _ := os.ReadFile(l); strings.Contains(string(data), mark+"\n") {
+				reached = true
+			}
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		s.t.Fatal(err)
+	}
+	err := <-waited
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		s.t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), buf.String()
 }
 
 func TestInstallRollsBackABinaryThatReportsAnotherVersion(t *testing.T) {
@@ -240,5 +323,56 @@ func TestInstallRollsBackABinaryThatReportsAnotherVersion(t *testing.T) {
 		if p := pendingNames(t, s.root, PendingDir); len(p) != 1 {
 			t.Errorf("pending: %v, want the zip still there", p)
 		}
+	})
+}
+
+// TestInstallNeedsOnlyItsOwnPacksToStart installs notes 1.3.0 on a system
+// where an unrelated pack (crash) does not start and the installed notes
+// does not start either (its binary was damaged). With the database
+// backup the install stops before writing anything and says to pass
+// --no-backup; with --no-backup it installs, and the unrelated pack that
+// does not start is only logged.
+func TestInstallNeedsOnlyItsOwnPacksToStart(t *testing.T) {
+	t.Run("on sqlite", func(t *testing.T) {
+		s := newSystem(t, "")
+		crash := buildZip(t, s.host, packtest.Build(t, "testdata/packs/crash", nil))
+		z := InspectZip(crash, nil, nil, Options{})
+		if !z.OK() {
+			t.Fatal(z.Err())
+		}
+		if err := extract(z, filepath.Join(s.root, "packs", "crash"), DefaultLimits); err != nil {
+			t.Fatal(err)
+		}
+		bins, _ := filepath.Glob(filepath.Join(s.root, "packs", "notes", "bin", "notes-*"))
+		if len(bins) != 1 {
+			t.Fatalf("notes binaries: %v", bins)
+		}
+		if err := os.WriteFile(bins[0], []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		zip3 := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3"}))
+		if err := copyFile(zip3, filepath.Join(s.root, PendingDir, "notes-1.3.0.zip")); err != nil {
+			t.Fatal(err)
+		}
+		before := filesOutsideData(t, s.root)
+		code, out := s.install(nil, nil)
+		if code != 1 || !strings.Contains(out, "back up pack notes: its installed version is not running") ||
+			!strings.Contains(out, "pass --no-backup to install over it") {
+			t.Fatalf("exit %d, want 1 saying to pass --no-backup:\n%s", code, out)
+		}
+		assertSame(t, before, filesOutsideData(t, s.root))
+		if b := pendingNames(t, s.root, BackupsDir); len(b) != 0 {
+			t.Errorf("backups written by a refused install: %v", b)
+		}
+
+		code, out = s.install(nil, []string{"--no-backup"})
+		if code != 0 {
+			t.Fatalf("install --no-backup: exit %d\n%s", code, out)
+		}
+		if !strings.Contains(out, "a pack the install does not need did not start") || !strings.Contains(out, "crash") {
+			t.Errorf("the crash pack's start failure was not logged:\n%s", out)
+		}
+		s.wantNotes("1.3.0", 3)
+		s.wantClean()
 	})
 }

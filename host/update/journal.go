@@ -55,16 +55,24 @@ type JournalEntry struct {
 	// Stage holds the new files until the swap; Old the old ones after it.
 	Stage string `json:"stage"`
 	Old   string `json:"old"`
-	// New is set for a pack that was not installed before the install,
-	// before its tables are upgraded: what a rollback needs to put the
-	// database back as it was.
+	// New is what a rollback needs to put the database back as it was,
+	// recorded before the tables are upgraded: for a pack that was not
+	// installed before, everything of it; for a pack the install replaces,
+	// the tables its new version adds (the backup, restored by the old
+	// version, knows nothing of them).
 	New *NewPackDB `json:"new_pack_db,omitempty"`
 }
 
-// NewPackDB is what the database held, before an install, for a pack the
-// install adds. Undoing the install drops the Created tables and puts the
-// recorded meta rows back; nothing else of the database is touched.
+// NewPackDB is what the database held, before an install, of the tables a
+// pack's new version declares. Undoing the install drops the Created
+// tables and puts the recorded meta rows back; nothing else of the
+// database is touched.
 type NewPackDB struct {
+	// Replaced is set for a pack that was installed before: its backup
+	// puts back its settings and its other tables, so only the version
+	// keys and schema_registry rows of the Created tables are recorded
+	// and put back.
+	Replaced bool `json:"replaced,omitempty"`
 	// Created are the tables the pack declares that did not exist before
 	// the install.
 	Created []string `json:"created"`
@@ -73,7 +81,8 @@ type NewPackDB struct {
 	// keys and their schema_registry rows as the upgrade left them.
 	Kept []string `json:"kept,omitempty"`
 	// Settings are the pack's pack_settings rows before the install,
-	// without the version keys of Kept tables.
+	// without the version keys of Kept tables; for a Replaced pack, only
+	// the version keys of Created tables.
 	Settings []meta.Setting `json:"settings,omitempty"`
 	// Registry are the schema_registry rows of the Created tables before
 	// the install.
@@ -101,6 +110,27 @@ func (j *Journal) dbUndoable() bool {
 		}
 	}
 	return true
+}
+
+// ids are the install's pack ids, in install order.
+func (j *Journal) ids() []string {
+	out := make([]string, len(j.Packs))
+	for i, e := range j.Packs {
+		out[i] = e.ID
+	}
+	return out
+}
+
+// replacedIDs are the ids of the packs the install replaces: those the
+// database backup holds.
+func (j *Journal) replacedIDs() []string {
+	var out []string
+	for _, e := range j.Packs {
+		if e.OldVersion != "" {
+			out = append(out, e.ID)
+		}
+	}
+	return out
 }
 
 func journalPath(root string) string { return filepath.Join(root, JournalFile) }

@@ -16,11 +16,11 @@ import (
 )
 
 // RecordNew implements DBSteps through the host's own connection.
-func (d PackDB) RecordNew(ctx context.Context, id string, tables []string) (*NewPackDB, error) {
+func (d PackDB) RecordNew(ctx context.Context, id string, tables []string, replaced bool) (*NewPackDB, error) {
 	if d.DB == nil {
 		return nil, errors.New("record the database before installing " + id + ": no database connection")
 	}
-	rec, err := recordNewPack(ctx, d.DB, id, tables)
+	rec, err := recordNewPack(ctx, d.DB, id, tables, replaced)
 	if err != nil {
 		return nil, fmt.Errorf("record the database before installing %s: %w", id, err)
 	}
@@ -43,17 +43,18 @@ func (d PackDB) DropNew(ctx context.Context, id string, rec *NewPackDB) error {
 	if err := dropNewPack(ctx, d.DB, id, rec); err != nil {
 		return fmt.Errorf("remove the tables of %s (%s) that the failed install created: %w", id, strings.Join(rec.Created, ", "), err)
 	}
-	if len(rec.Kept) > 0 {
+	if len(rec.Kept) > 0 && !rec.Replaced {
 		d.log().Warn("tables that existed before the install were left as the upgrade made them", "pack", id, "tables", strings.Join(rec.Kept, ", "))
 	}
 	return nil
 }
 
 // recordNewPack reads what db holds of the pack id, which is about to be
-// installed, and of the tables it declares.
-func recordNewPack(ctx context.Context, db *gorm.DB, id string, tables []string) (*NewPackDB, error) {
+// installed (replaced: over an installed version), and of the tables it
+// declares.
+func recordNewPack(ctx context.Context, db *gorm.DB, id string, tables []string, replaced bool) (*NewPackDB, error) {
 	db = db.WithContext(ctx)
-	rec := &NewPackDB{Created: []string{}}
+	rec := &NewPackDB{Created: []string{}, Replaced: replaced}
 	for _, t := range tables {
 		_, exists, err := schema.Describe(ctx, db, t)
 		if err != nil {
@@ -73,7 +74,7 @@ func recordNewPack(ctx context.Context, db *gorm.DB, id string, tables []string)
 		return nil, fmt.Errorf("read pack_settings: %w", err)
 	}
 	for _, s := range settings {
-		if !slices.Contains(keptKeys(rec), s.Key) {
+		if rec.ownsKey(s.Key) {
 			rec.Settings = append(rec.Settings, s)
 		}
 	}
@@ -85,19 +86,30 @@ func recordNewPack(ctx context.Context, db *gorm.DB, id string, tables []string)
 	return rec, nil
 }
 
-func keptKeys(rec *NewPackDB) []string {
+func versionKeys(tables []string) []string {
 	var keys []string
-	for _, t := range rec.Kept {
+	for _, t := range tables {
 		keys = append(keys, meta.VersionKey(t))
 	}
 	return keys
 }
 
+// ownsKey reports whether a rollback puts the pack's setting key back as
+// recorded: for a new pack every key but the version keys of Kept tables,
+// for a replaced one only the version keys of Created tables (the backup
+// has the rest).
+func (rec *NewPackDB) ownsKey(key string) bool {
+	if rec.Replaced {
+		return slices.Contains(versionKeys(rec.Created), key)
+	}
+	return !slices.Contains(versionKeys(rec.Kept), key)
+}
+
 // dropNewPack puts db back as recordNewPack found it, in one transaction:
 // it drops the Created tables that exist now, and replaces the pack's
-// pack_settings rows (but the version keys of Kept tables) and the
-// schema_registry rows of the Created tables with the recorded ones. Run
-// again, it does nothing more.
+// pack_settings rows that rec owns (see ownsKey) and the schema_registry
+// rows of the Created tables with the recorded ones. Run again, it does
+// nothing more.
 func dropNewPack(ctx context.Context, db *gorm.DB, id string, rec *NewPackDB) error {
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		for _, t := range rec.Created {
@@ -118,11 +130,16 @@ func dropNewPack(ctx context.Context, db *gorm.DB, id string, rec *NewPackDB) er
 			return nil
 		}
 		del := tx.Where("pack_id = ?", id)
-		if kept := keptKeys(rec); len(kept) > 0 {
-			del = del.Where("key NOT IN ?", kept)
+		switch {
+		case rec.Replaced:
+			del = del.Where("key IN ?", versionKeys(rec.Created))
+		case len(rec.Kept) > 0:
+			del = del.Where("key NOT IN ?", versionKeys(rec.Kept))
 		}
-		if err := del.Delete(&meta.Setting{}).Error; err != nil {
-			return fmt.Errorf("delete the pack_settings rows of %s: %w", id, err)
+		if !rec.Replaced || len(rec.Created) > 0 {
+			if err := del.Delete(&meta.Setting{}).Error; err != nil {
+				return fmt.Errorf("delete the pack_settings rows of %s: %w", id, err)
+			}
 		}
 		if len(rec.Settings) > 0 {
 			if err := tx.Create(&rec.Settings).Error; err != nil {

@@ -38,16 +38,15 @@ func (d PackDB) log() hclog.Logger {
 	return d.Log
 }
 
-func findPack(running []*packs.Pack, id string) (*packs.Pack, error) {
-	for _, p := range running {
-		if p.ID == id {
-			return p, nil
-		}
-	}
-	return nil, fmt.Errorf("pack %s is not running", id)
-}
-
-// Backup implements DBSteps.
+// Backup implements DBSteps. The token lists the backups' directory
+// names in Updates_Backups, comma separated.
+//
+// A replaced pack whose installed version is not running cannot back up
+// its tables, and the install stops with what to do. Skipping it, even
+// only when it has no tables, would need to know its tables, which only
+// the pack that did not start can say; a guess from the meta tables would
+// let an install go on without a backup the admin did not give up. With
+// --no-backup the admin gives it up knowingly.
 func (d PackDB) Backup(ctx context.Context, running []*packs.Pack, ids []string) (string, error) {
 	now := time.Now
 	if d.Now != nil {
@@ -56,19 +55,30 @@ func (d PackDB) Backup(ctx context.Context, running []*packs.Pack, ids []string)
 	t := now().UTC()
 	var list []*packs.Pack
 	for _, id := range ids {
-		p, err := findPack(running, id)
-		if err != nil {
-			return "", fmt.Errorf("back up %s: %w", id, err)
+		p := findPack(running, id)
+		if p == nil {
+			return "", notRunning(id)
 		}
 		list = append(list, p)
 	}
-	_, err := backup.Packs(ctx, filepath.Join(d.Root, BackupsDir), list, t, func(id string, ev *packpb.Progress) {
+	paths, err := backup.Packs(ctx, filepath.Join(d.Root, BackupsDir), list, t, func(id string, ev *packpb.Progress) {
 		d.log().Debug("backup", "pack", id, "table", ev.Table, "message", ev.Message)
 	})
 	if err != nil {
 		return "", err
 	}
-	return t.Format(backup.StampLayout), nil
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = filepath.Base(p)
+	}
+	return strings.Join(names, ","), nil
+}
+
+// notRunning is the error for a replaced pack whose installed version is
+// not running, so that its tables cannot be backed up.
+func notRunning(id string) error {
+	return fmt.Errorf("back up pack %s: its installed version is not running (it did not start; `host status` says why), so its tables cannot be backed up before it is replaced; "+
+		"fix it, or pass --no-backup to install over it without a database backup of it", id)
 }
 
 // Upgrade implements DBSteps.
@@ -115,20 +125,35 @@ func (d PackDB) Upgrade(ctx context.Context, running []*packs.Pack, ids []string
 	return nil
 }
 
-// Restore implements DBSteps.
-func (d PackDB) Restore(ctx context.Context, running []*packs.Pack, token string) error {
-	dirs, err := filepath.Glob(filepath.Join(d.Root, BackupsDir, backup.Prefix+token+"-*"))
-	if err != nil {
-		return err
-	}
-	for _, dir := range dirs {
-		id := strings.TrimPrefix(filepath.Base(dir), backup.Prefix+token+"-")
-		if _, err := findPack(running, id); err != nil {
-			return fmt.Errorf("restore %s: %w", dir, err)
+// Restore implements DBSteps: it restores the backups the token names,
+// of the packs ids only.
+func (d PackDB) Restore(ctx context.Context, running []*packs.Pack, token string, ids []string) error {
+	for _, id := range ids {
+		dir, err := backupOf(filepath.Join(d.Root, BackupsDir), token, id)
+		if err != nil {
+			return err
+		}
+		if findPack(running, id) == nil {
+			return fmt.Errorf("restore the tables of %s from %s: the pack is not running", id, dir)
 		}
 		if _, err := backup.Restore(ctx, running, dir, false, nil); err != nil {
 			return fmt.Errorf("restore the tables of %s from %s: %w", id, dir, err)
 		}
 	}
 	return nil
+}
+
+// backupOf finds the backup of the pack id that token names. A token
+// that is a bare timestamp comes from a journal of an earlier host, which
+// named the backups db-<token>-<id>.
+func backupOf(dir, token, id string) (string, error) {
+	if _, err := time.Parse(backup.StampLayout, token); err == nil {
+		return filepath.Join(dir, backup.Prefix+token+"-"+id), nil
+	}
+	for _, name := range strings.Split(token, ",") {
+		if _, _, packID, ok := backup.ParseName(name); ok && packID == id {
+			return filepath.Join(dir, name), nil
+		}
+	}
+	return "", fmt.Errorf("restore the tables of %s: the install's database backup (%s) holds no backup of it", id, token)
 }

@@ -126,7 +126,7 @@ func FinishRecovery(ctx context.Context, root string, running []*packs.Pack, db 
 		return errors.New("finish recovery: no database steps to restore with")
 	}
 	if j.DBBackup != "" {
-		if err := db.Restore(ctx, running, j.DBBackup); err != nil {
+		if err := db.Restore(ctx, running, j.DBBackup, j.replacedIDs()); err != nil {
 			return fmt.Errorf("%w: restore the database from %s: %v; the journal was kept, so the next start tries again", ErrInterrupted, j.DBBackup, err)
 		}
 	}

@@ -2,7 +2,7 @@
 // grows with each release. Tests build it with -ldflags to pick the id and
 // the release:
 //
-//	-X main.id=notes -X main.release=2 -X main.failAt=0
+//	-X main.id=notes -X main.release=2 -X main.failAt=0 -X main.extra=1
 package main
 
 import (
@@ -27,11 +27,18 @@ var (
 	// table, when set, names the table instead of the id (to make two
 	// packs claim one table).
 	table = ""
+	// hangAt, when set, makes the step to that version wait, after its
+	// statements ran, until the host cancels the upgrade.
+	hangAt = "0"
+	// extra, when "1", declares a second table, <table>_extra with one
+	// step, before the first: a release that adds a table.
+	extra = ""
 )
 
 func main() {
 	r, _ := strconv.Atoi(release)
 	fail, _ := strconv.Atoi(failAt)
+	hang, _ := strconv.Atoi(hangAt)
 	t := tableName()
 	steps := []sdk.Step{
 		{Summary: "creates notes (id, body)", Up: sdk.SQL(
@@ -47,13 +54,19 @@ func main() {
 	}
 	steps = steps[:r]
 	for i := range steps {
-		steps[i].Up = counted(i+1, steps[i].Up, i+1 == fail)
+		steps[i].Up = counted(i+1, steps[i].Up, i+1 == fail, i+1 == hang)
+	}
+	tables := []sdk.Table{{Name: t, Steps: steps}}
+	if extra == "1" {
+		x := t + "_extra"
+		tables = append([]sdk.Table{{Name: x, Steps: []sdk.Step{{Summary: "creates " + x + " (id, label)", Up: sdk.SQL(
+			`CREATE TABLE ` + x + ` (id integer PRIMARY KEY, label text NOT NULL)`)}}}}, tables...)
 	}
 	sdk.Serve(sdk.Pack{
 		ID:          id,
 		Version:     fmt.Sprintf("1.%d.0", r),
 		Description: "Notes, a test pack.",
-		Tables:      []sdk.Table{{Name: tableName(), Steps: steps}},
+		Tables:      tables,
 		DependsOn:   []string{"core"},
 	})
 }
@@ -80,8 +93,9 @@ func sanitize(s string) string {
 }
 
 // counted wraps a step so that each run is appended to steps.log beside the
-// binary (tests count them), and optionally fails after the step's work.
-func counted(to int, up func(context.Context, *gorm.DB) error, fail bool) func(context.Context, *gorm.DB) error {
+// binary (tests count them), and optionally fails after the step's work,
+// or waits until ctx is cancelled.
+func counted(to int, up func(context.Context, *gorm.DB) error, fail, hang bool) func(context.Context, *gorm.DB) error {
 	return func(ctx context.Context, tx *gorm.DB) error {
 		if exe, err := os.Executable(); err == nil {
 			f, err := os.OpenFile(filepath.Join(filepath.Dir(exe), "steps.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
@@ -95,6 +109,10 @@ func counted(to int, up func(context.Context, *gorm.DB) error, fail bool) func(c
 		}
 		if fail {
 			return errors.New("simulated failure after the step's statements ran")
+		}
+		if hang {
+			<-ctx.Done()
+			return fmt.Errorf("cancelled while waiting (test pack): %w", ctx.Err())
 		}
 		return nil
 	}
