@@ -6,9 +6,8 @@ import (
 	"os"
 	"text/tabwriter"
 
-	"golang.org/x/term"
-
 	"github.com/packhost/packhost/host/feed"
+	"github.com/packhost/packhost/host/progress"
 )
 
 // updatesFetchCmd is `host updates fetch [--feed URL]`: read the feed,
@@ -41,9 +40,10 @@ func updatesFetchCmd(e env, args []string) (int, error) {
 	if feedURL == "" {
 		return 0, usageErr("no feed: pass --feed URL or set \"feed\": {\"url\": ...} in %s", feed.HostConfigFile)
 	}
-	f := &feed.Fetcher{Root: c.root, URL: feedURL, Log: c.logger(e)}
-	if file, ok := e.stdout.(*os.File); ok && term.IsTerminal(int(file.Fd())) {
-		f.Progress = e.stdout
+	log := c.logger(e)
+	f := &feed.Fetcher{Root: c.root, URL: feedURL, Log: log}
+	if progress.IsTerminal(e.stdout) {
+		f.Progress = progress.New(e.stdout, log)
 	}
 	var res *feed.Result
 	var err error

@@ -13,13 +13,17 @@
 //  1. Download the feed (retrying server errors with backoff) and, when
 //     trusted keys exist, its signature; verify it.
 //  2. Refuse a feed past its expiry time (a frozen feed) or with a sequence
-//     number lower than the last one seen from that URL, or the same number
-//     with other content (a replayed feed). The last sequence seen is kept
-//     in <root>/data/feed_state.json.
+//     number lower than the last one seen, or the same number with other
+//     content (a replayed feed). The last sequence seen is kept in
+//     <root>/data/feed_state.json per signing key for a signed feed (so
+//     serving it from another URL does not reset it), per URL otherwise.
 //  3. For each entry newer than the installed pack and not already pending,
 //     download the zip to a temporary file inside Updates_Pending, check
-//     its size and sha256, and rename it to <pack-id>-<version>.zip. A zip
-//     that fails a check is deleted; nothing half-written is ever listed.
+//     its size, its sha256 and that its pack.json has the entry's pack id
+//     and version, and rename it to <pack-id>-<version>.zip. A zip that
+//     fails a check is deleted; nothing half-written is ever listed. The
+//     temporary files of a fetch that was killed are removed when the next
+//     fetch starts.
 package feed
 
 import (
@@ -58,6 +62,10 @@ var (
 	// ErrSize: a downloaded zip is shorter (truncated) or longer than the
 	// feed says. The file was deleted.
 	ErrSize = errors.New("size mismatch")
+	// ErrNotAsListed: a downloaded zip's pack.json is not the pack and
+	// version of its feed entry (or cannot be read). The file was deleted;
+	// the feed's publisher must fix the entry.
+	ErrNotAsListed = errors.New("the zip is not what the feed lists")
 	// ErrHTTP: the server answered with an error status.
 	ErrHTTP = errors.New("server error")
 )

@@ -13,13 +13,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
 	"github.com/hashicorp/go-hclog"
-	"github.com/schollz/progressbar/v3"
 
 	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/progress"
 	"github.com/packhost/packhost/host/update"
 )
 
@@ -48,9 +50,10 @@ type Fetcher struct {
 	Attempts int
 	Backoff  time.Duration
 	Log      hclog.Logger
-	// Progress, when set, receives a progress bar per download (a
-	// terminal); otherwise each download is logged.
-	Progress io.Writer
+	// Progress, when set, shows each download as a task named for its zip,
+	// updated at every whole percent: set it for a terminal. When nil,
+	// each download is logged once.
+	Progress *progress.Reporter
 	// Now is the clock checked against the feed's expiry (time.Now).
 	Now func() time.Time
 }
@@ -138,6 +141,7 @@ func (f *Fetcher) Check(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("load trusted keys: %w; fix or remove the key file", err)
 	}
 	res := &Result{URL: f.URL, CheckedAt: f.Now().UTC()}
+	var signer *update.Key
 	if len(keys) > 0 {
 		sigURL := *base
 		sigURL.Path += ".sig"
@@ -149,9 +153,11 @@ func (f *Fetcher) Check(ctx context.Context) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read feed signature %s: %w", sigURL.String(), err)
 		}
-		if res.SignedBy, err = Verify(keys, data, string(sig)); err != nil {
+		k, err := verifyKey(keys, data, string(sig))
+		if err != nil {
 			return nil, fmt.Errorf("feed %s: %w; the feed was not used", f.URL, err)
 		}
+		res.SignedBy, signer = k.Name, &k
 	}
 	doc, err := Parse(data)
 	if err != nil {
@@ -162,7 +168,7 @@ func (f *Fetcher) Check(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("feed %s: %w at %s (it is now %s): the publisher has not refreshed it, or an old copy is being served; nothing was downloaded",
 			f.URL, ErrExpired, doc.Expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
-	if err := f.recordSequence(doc.Sequence, data); err != nil {
+	if err := f.recordSequence(doc.Sequence, data, signer); err != nil {
 		return nil, err
 	}
 
@@ -205,10 +211,13 @@ func newer(v *semver.Version, installed string) bool {
 	return err != nil || v.GreaterThan(iv)
 }
 
-// Fetch checks the feed and downloads every available entry into
-// Updates_Pending. It returns an error naming each download that failed
-// after its retries; the others are kept.
+// Fetch removes the temporary files that an earlier, killed fetch left in
+// Updates_Pending, checks the feed and downloads every available entry
+// into Updates_Pending. It returns an error naming each download that
+// failed after its retries; the others are kept.
 func (f *Fetcher) Fetch(ctx context.Context) (*Result, error) {
+	f.defaults()
+	f.sweepParts(time.Now())
 	res, err := f.Check(ctx)
 	if err != nil {
 		return nil, err
@@ -264,8 +273,41 @@ func (f *Fetcher) local() (map[string]string, map[string]*semver.Version, error)
 	return installed, pending, nil
 }
 
-// state is <root>/data/feed_state.json: per feed URL, the last sequence
-// number accepted and the sha256 of that feed's bytes.
+// partPattern matches the temporary files of download: os.CreateTemp's
+// "."+<zip name>+".*.part", where * is a decimal number.
+var partPattern = regexp.MustCompile(`^\.[a-z0-9][a-z0-9._-]*\.zip\.[0-9]+\.part$`)
+
+// sweepParts removes the temporary download files that a fetch killed
+// before it could clean up left in Updates_Pending: only names of
+// partPattern last written before start (the start of this run), so a
+// download another run is writing now is left alone.
+func (f *Fetcher) sweepParts(start time.Time) {
+	dir := filepath.Join(f.Root, PendingDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // no folder, nothing left over; Fetch creates it
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !partPattern.MatchString(e.Name()) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || !info.ModTime().Before(start) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			f.Log.Warn("could not remove an interrupted download", "file", e.Name(), "in", PendingDir, "error", err)
+			continue
+		}
+		f.Log.Info("removed an interrupted download", "file", e.Name(), "in", PendingDir, "bytes", info.Size())
+	}
+}
+
+// state is <root>/data/feed_state.json: the last sequence number accepted
+// and the sha256 of that feed's bytes, per signing key for a signed feed
+// ("ed25519:<base64 public key>"), per URL for an unsigned one. Keying a
+// signed feed by its key means the same feed served from another address
+// cannot start the count again.
 type state struct {
 	Feeds map[string]seen `json:"feeds"`
 }
@@ -274,9 +316,13 @@ type seen struct {
 	Sequence int64     `json:"sequence"`
 	SHA256   string    `json:"sha256"`
 	SeenAt   time.Time `json:"seen_at"`
+	// URL is where the feed was read; set for entries keyed by a key.
+	URL string `json:"url,omitempty"`
 }
 
-func (f *Fetcher) recordSequence(seq int64, data []byte) error {
+// recordSequence refuses a feed older than the last one seen under the
+// same key (signer's, or the URL when signer is nil), and records it.
+func (f *Fetcher) recordSequence(seq int64, data []byte, signer *update.Key) error {
 	path := filepath.Join(f.Root, DataDir, StateFile)
 	var st state
 	if b, err := os.ReadFile(path); err == nil {
@@ -291,18 +337,33 @@ func (f *Fetcher) recordSequence(seq int64, data []byte) error {
 	}
 	sum := sha256.Sum256(data)
 	hexSum := hex.EncodeToString(sum[:])
-	last, ok := st.Feeds[f.URL]
+	key, rec := f.URL, seen{Sequence: seq, SHA256: hexSum, SeenAt: f.Now().UTC()}
+	if signer != nil {
+		key, rec.URL = keyID(*signer), f.URL
+	}
+	last, ok := st.Feeds[key]
+	if !ok && signer != nil {
+		// A state written before feeds were keyed by their signer.
+		last, ok = st.Feeds[f.URL]
+	}
+	where := ""
+	if last.URL != "" {
+		where = " from " + last.URL
+	}
+	if signer != nil {
+		where += ", signed by the same key (" + signer.Name + ")"
+	}
 	switch {
 	case ok && seq < last.Sequence:
-		return fmt.Errorf("feed %s: %w: sequence %d, but %d was seen on %s; nothing was downloaded",
-			f.URL, ErrReplayed, seq, last.Sequence, last.SeenAt.UTC().Format(time.RFC3339))
+		return fmt.Errorf("feed %s: %w: sequence %d, but %d was seen on %s%s; nothing was downloaded",
+			f.URL, ErrReplayed, seq, last.Sequence, last.SeenAt.UTC().Format(time.RFC3339), where)
 	case ok && seq == last.Sequence && hexSum != last.SHA256:
-		return fmt.Errorf("feed %s: %w: sequence %d was seen before with other content; the publisher must raise the sequence with every change",
-			f.URL, ErrReplayed, seq)
+		return fmt.Errorf("feed %s: %w: sequence %d was seen before with other content%s; the publisher must raise the sequence with every change",
+			f.URL, ErrReplayed, seq, where)
 	case ok && seq == last.Sequence:
 		return nil
 	}
-	st.Feeds[f.URL] = seen{Sequence: seq, SHA256: hexSum, SeenAt: f.Now().UTC()}
+	st.Feeds[key] = rec
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
@@ -417,12 +478,13 @@ func (f *Fetcher) get(ctx context.Context, u string, limit int64, what string) (
 }
 
 // download puts one zip into Updates_Pending through a temporary file in
-// the same folder (hidden, not ending in .zip, so nothing lists it) and a
-// rename, after checking its size and sha256.
+// the same folder (hidden, not ending in .zip, so nothing lists it; see
+// partPattern) and a rename, after checking its size, its sha256 and that
+// its pack.json is the entry's pack and version.
 func (f *Fetcher) download(ctx context.Context, e Entry) error {
 	dir := filepath.Join(f.Root, PendingDir)
 	dest := filepath.Join(dir, e.FileName())
-	return f.retry(ctx, e.FileName(), func() error {
+	err := f.retry(ctx, e.FileName(), func() error {
 		resp, err := f.request(ctx, e.URL)
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.FileName(), err)
@@ -445,14 +507,7 @@ func (f *Fetcher) download(ctx context.Context, e Entry) error {
 		h := sha256.New()
 		var w io.Writer = io.MultiWriter(tmp, h)
 		if f.Progress != nil {
-			bar := progressbar.NewOptions64(e.Size,
-				progressbar.OptionSetWriter(f.Progress),
-				progressbar.OptionSetDescription(e.FileName()),
-				progressbar.OptionShowBytes(true),
-				progressbar.OptionThrottle(100*time.Millisecond),
-				progressbar.OptionOnCompletion(func() { fmt.Fprintln(f.Progress) }),
-			)
-			w = io.MultiWriter(w, bar)
+			w = io.MultiWriter(w, &percentWriter{r: f.Progress, task: e.FileName(), total: e.Size, last: -1})
 		} else {
 			f.Log.Info("downloading", "zip", e.FileName(), "bytes", e.Size, "from", e.URL)
 		}
@@ -479,6 +534,9 @@ func (f *Fetcher) download(ctx context.Context, e Entry) error {
 		if err := tmp.Close(); err != nil {
 			return fmt.Errorf("%s: %w", e.FileName(), err)
 		}
+		if err := matchesEntry(tmp.Name(), e); err != nil {
+			return err
+		}
 		if _, err := os.Stat(dest); err == nil {
 			return fmt.Errorf("%s is already in %s; it was not replaced", e.FileName(), PendingDir)
 		}
@@ -488,4 +546,50 @@ func (f *Fetcher) download(ctx context.Context, e Entry) error {
 		keep = true
 		return nil
 	})
+	if f.Progress != nil {
+		msg := "downloaded into " + PendingDir
+		if err != nil {
+			msg = "failed; nothing was kept"
+		}
+		f.Progress.Done(e.FileName(), msg)
+	}
+	return err
+}
+
+// matchesEntry checks that the downloaded zip at path is what the feed
+// entry says: its pack.json names the entry's pack and version. The zip is
+// read by host/update's inspection, the reader installs use, so the
+// manifest checked here is the one that would be installed; the zip's
+// other problems (platform, signature, files) are reported by `host
+// status` and refused at install, as for a zip dropped in by hand.
+func matchesEntry(path string, e Entry) error {
+	z := update.InspectZip(path, nil, nil, update.Options{})
+	if z.Manifest == nil {
+		return fmt.Errorf("%s: %w: its pack.json cannot be read (%s); the download was deleted and nothing was added to %s",
+			e.FileName(), ErrNotAsListed, strings.Join(z.Problems, "; "), PendingDir)
+	}
+	if z.Manifest.ID != e.PackID || z.Manifest.Version != e.Version {
+		return fmt.Errorf("%s: %w: the feed lists pack %s version %s, the zip's pack.json says pack %s version %s; the download was deleted and nothing was added to %s; ask the feed's publisher to fix the entry",
+			e.FileName(), ErrNotAsListed, e.PackID, e.Version, z.Manifest.ID, z.Manifest.Version, PendingDir)
+	}
+	return nil
+}
+
+// percentWriter reports a download's bytes to a progress.Reporter at
+// every whole percent.
+type percentWriter struct {
+	r     *progress.Reporter
+	task  string
+	done  int64
+	total int64
+	last  int64
+}
+
+func (p *percentWriter) Write(b []byte) (int, error) {
+	p.done += int64(len(b))
+	if pct := p.done * 100 / max(p.total, 1); pct != p.last {
+		p.last = pct
+		p.r.Update(p.task, p.done, p.total, "downloading")
+	}
+	return len(b), nil
 }

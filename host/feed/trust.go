@@ -18,16 +18,26 @@ var ErrBadSignature = errors.New("signature does not verify with any trusted key
 // text, as for pack.json.sig) against the trusted keys and returns the
 // name of the key that made it.
 func Verify(keys []update.Key, data []byte, sigText string) (string, error) {
+	k, err := verifyKey(keys, data, sigText)
+	return k.Name, err
+}
+
+// verifyKey is Verify returning the whole key that made the signature.
+func verifyKey(keys []update.Key, data []byte, sigText string) (update.Key, error) {
 	sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(sigText))
 	if err != nil || len(sig) != ed25519.SignatureSize {
-		return "", fmt.Errorf("%w: the signature is not %d bytes of base64", ErrBadSignature, ed25519.SignatureSize)
+		return update.Key{}, fmt.Errorf("%w: the signature is not %d bytes of base64", ErrBadSignature, ed25519.SignatureSize)
 	}
 	names := make([]string, len(keys))
 	for i, k := range keys {
 		if ed25519.Verify(k.Pub, data, sig) {
-			return k.Name, nil
+			return k, nil
 		}
 		names[i] = k.Name
 	}
-	return "", fmt.Errorf("%w (tried %s)", ErrBadSignature, strings.Join(names, ", "))
+	return update.Key{}, fmt.Errorf("%w (tried %s)", ErrBadSignature, strings.Join(names, ", "))
 }
+
+// keyID names a public key in the feed state: the key itself, so renaming
+// its file in trusted_keys changes nothing.
+func keyID(k update.Key) string { return "ed25519:" + base64.StdEncoding.EncodeToString(k.Pub) }
