@@ -65,6 +65,12 @@ const maxPerSecond = 99
 
 var namePattern = regexp.MustCompile(`^db-(\d{8}T\d{6}Z)(?:\.([1-9]\d?))?-([a-z0-9][a-z0-9._-]{1,63})$`)
 
+var partialPattern = regexp.MustCompile(`^\.db-\d{8}T\d{6}Z(?:\.[1-9]\d?)?-[a-z0-9][a-z0-9._-]{1,63}\.partial$`)
+
+// IsPartial reports whether name is that of a backup being written (see
+// the lifecycle above); one that a killed host left may be removed.
+func IsPartial(name string) bool { return partialPattern.MatchString(name) }
+
 // ParseName reads a backup directory's name: the time it was taken, its
 // number within that second (1 for the first) and the pack id. ok is
 // false for a name that is not a backup's.

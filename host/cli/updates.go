@@ -252,7 +252,7 @@ func recoverInstall(e env, c common) error {
 	if err != nil {
 		return err
 	}
-	if r.Action == "" {
+	if r.Action == "" && len(r.Swept) == 0 && r.Warning == "" {
 		return nil
 	}
 	log.Warn(r.String())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -27,14 +28,23 @@ type Recovery struct {
 	NeedsDBRestore bool
 	// Warning is something the admin should know.
 	Warning string
+	// Swept are the temporary files a stopped host left that were removed
+	// (see Sweep), relative to the system directory.
+	Swept []string
 }
 
 // String is one sentence for the log.
 func (r *Recovery) String() string {
-	if r == nil || r.Action == "" {
+	if r == nil || r.Action == "" && len(r.Swept) == 0 && r.Warning == "" {
 		return "no interrupted install"
 	}
-	s := fmt.Sprintf("an interrupted install was %s (%s)", r.Action, strings.Join(r.Packs, ", "))
+	s := "no interrupted install"
+	if r.Action != "" {
+		s = fmt.Sprintf("an interrupted install was %s (%s)", r.Action, strings.Join(r.Packs, ", "))
+	}
+	if len(r.Swept) > 0 {
+		s += "; removed what a stopped host left being written: " + strings.Join(r.Swept, ", ")
+	}
 	if r.NeedsDBRestore {
 		s += "; the database is restored next"
 	}
@@ -56,6 +66,10 @@ func Pending(root string) (bool, error) {
 // touches only files; when the tables must be restored too it says so, and
 // the caller starts the packs and calls FinishRecovery.
 //
+// After the journal, Sweep removes the temporary files a stopped host
+// left (Swept says which); a failure to remove them is a Warning, not an
+// error.
+//
 // An install that had committed is finished. One whose database upgrade
 // had begun without a backup of a pack it replaced is finished too (the
 // new versions passed their start check; the upgrade steps are
@@ -63,6 +77,22 @@ func Pending(root string) (bool, error) {
 // is undone: the tables of replaced packs are restored from the backup,
 // those of packs the install added are dropped.
 func Recover(root string) (*Recovery, error) {
+	r, err := recoverJournal(root)
+	if err != nil {
+		return r, err
+	}
+	swept, err := Sweep(root, time.Now())
+	r.Swept = swept
+	if err != nil {
+		if r.Warning != "" {
+			r.Warning += "; "
+		}
+		r.Warning += err.Error()
+	}
+	return r, nil
+}
+
+func recoverJournal(root string) (*Recovery, error) {
 	j, err := readJournal(root)
 	if err != nil || j == nil {
 		return &Recovery{}, err
