@@ -22,50 +22,71 @@ func Order(list []*packs.Pack) ([]*packs.Pack, error) {
 	for _, p := range list {
 		byID[p.ID] = p
 	}
-	ids := make([]string, 0, len(list))
-	for id := range byID {
-		ids = append(ids, id)
+	unique := make([]*packs.Pack, 0, len(byID))
+	for _, p := range byID {
+		unique = append(unique, p)
 	}
-	sort.Strings(ids)
-	var out []*packs.Pack
-	state := map[string]int{} // 1 visiting, 2 done
-	var visit func(id string, path []string) error
-	visit = func(id string, path []string) error {
-		switch state[id] {
-		case 2:
-			return nil
-		case 1:
-			return fmt.Errorf("packs depend on each other in a cycle: %s -> %s", strings.Join(path, " -> "), id)
-		}
-		state[id] = 1
-		p := byID[id]
-		deps := append([]string(nil), p.Info.DependsOn...)
-		if id != "core" && byID["core"] != nil {
-			deps = append([]string{"core"}, deps...)
-		}
-		for _, d := range deps {
-			if byID[d] == nil {
-				return fmt.Errorf("pack %s depends on pack %s, which is not installed or did not start", id, d)
-			}
-			if err := visit(d, append(path, id)); err != nil {
-				return err
-			}
-		}
-		state[id] = 2
-		out = append(out, p)
-		return nil
-	}
-	if byID["core"] != nil {
-		if err := visit("core", nil); err != nil {
-			return nil, err
-		}
-	}
-	for _, id := range ids {
-		if err := visit(id, nil); err != nil {
-			return nil, err
-		}
+	out, err := Sort(unique, func(p *packs.Pack) string { return p.ID }, func(p *packs.Pack) []string { return p.Info.DependsOn })
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// Sort orders items (packs, update zips) the way packs are installed and
+// upgraded: the core pack first, then each item after the items it
+// depends on, ties by id. id names an item (ids are unique); deps lists
+// the ids it depends on. Sort always returns every item, leaving out a
+// dependency that is not among the items and breaking a cycle where it
+// finds it; err names the first such problem, for callers that refuse
+// them (those that only want an order ignore it).
+func Sort[T any](items []T, id func(T) string, deps func(T) []string) ([]T, error) {
+	byID := map[string]T{}
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		byID[id(it)] = it
+		ids = append(ids, id(it))
+	}
+	sort.Strings(ids)
+	var out []T
+	var first error
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(name string, path []string)
+	visit = func(name string, path []string) {
+		switch state[name] {
+		case 2:
+			return
+		case 1:
+			if first == nil {
+				first = fmt.Errorf("packs depend on each other in a cycle: %s -> %s", strings.Join(path, " -> "), name)
+			}
+			return
+		}
+		state[name] = 1
+		it := byID[name]
+		ds := append([]string(nil), deps(it)...)
+		if _, ok := byID["core"]; ok && name != "core" {
+			ds = append([]string{"core"}, ds...)
+		}
+		for _, d := range ds {
+			if _, ok := byID[d]; !ok {
+				if first == nil {
+					first = fmt.Errorf("pack %s depends on pack %s, which is not installed or did not start", name, d)
+				}
+				continue
+			}
+			visit(d, append(path, name))
+		}
+		state[name] = 2
+		out = append(out, it)
+	}
+	if _, ok := byID["core"]; ok {
+		visit("core", nil)
+	}
+	for _, name := range ids {
+		visit(name, nil)
+	}
+	return out, first
 }
 
 // Needed returns the ids of the packs in r with a table missing or outdated.

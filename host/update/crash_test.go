@@ -12,6 +12,7 @@ import (
 
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/report"
+	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/packtest"
@@ -131,7 +132,7 @@ func TestCrashAtEveryStepLeavesAWholeVersion(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				pending := pendingNames(t, s.root, PendingDir)
+				pending := pendingNames(t, s.root, system.PendingDir)
 				switch m.Version {
 				case "1.3.0":
 					s.wantNotes("1.3.0", 3)
@@ -197,7 +198,7 @@ func TestCrashBetweenTwoPacksUpgrades(t *testing.T) {
 		// Every table, meta row and schema text as before the install (the
 		// times a restore writes aside).
 		assertSame(t, withoutTimes(before), withoutTimes(dbSnapshot(t, s.target())))
-		if p := pendingNames(t, s.root, PendingDir); len(p) != 2 {
+		if p := pendingNames(t, s.root, system.PendingDir); len(p) != 2 {
 			t.Errorf("pending: %v, want both zips", p)
 		}
 	})

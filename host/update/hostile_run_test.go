@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/meta"
@@ -75,7 +76,7 @@ func dbSnapshot(t testing.TB, target dbconn.Target) map[string]string {
 // returns the file.
 func trustKey(t testing.TB, root string, key ed25519.PrivateKey) string {
 	t.Helper()
-	dir := filepath.Join(root, TrustedKeysDir)
+	dir := filepath.Join(root, system.TrustedKeysDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestRunInstallUpdatesRefusesHostileZips(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		zipPath := filepath.Join(s.root, PendingDir, "notes-1.3.0.zip")
+		zipPath := filepath.Join(s.root, system.PendingDir, "notes-1.3.0.zip")
 		for _, tc := range hostileCases(hostileVersions{installed: "1.2.0", version: "1.3.0", limit: DefaultLimits.MaxUncompressed}) {
 			t.Run(tc.name, func(t *testing.T) {
 				var keyFile string

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/packhost/packhost/host/manifest"
+	"github.com/packhost/packhost/host/system"
 )
 
 // entry is one file of a hand-made zip.
@@ -282,12 +283,12 @@ func installedNotes(t *testing.T, keys bool) (root string, key ed25519.PrivateKe
 	data, _ := m.Marshal()
 	os.WriteFile(filepath.Join(dir, manifest.FileName), data, 0o644)
 	os.WriteFile(filepath.Join(dir, filepath.FromSlash(m.Binaries[manifest.Platform()].Path)), bin, 0o755)
-	os.MkdirAll(filepath.Join(root, PendingDir), 0o755)
+	os.MkdirAll(filepath.Join(root, system.PendingDir), 0o755)
 	_, key, _ = ed25519.GenerateKey(rand.Reader)
 	if keys {
-		os.MkdirAll(filepath.Join(root, TrustedKeysDir), 0o755)
+		os.MkdirAll(filepath.Join(root, system.TrustedKeysDir), 0o755)
 		pub := key.Public().(ed25519.PublicKey)
-		os.WriteFile(filepath.Join(root, TrustedKeysDir, "admin.pub"), []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), 0o644)
+		os.WriteFile(filepath.Join(root, system.TrustedKeysDir, "admin.pub"), []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), 0o644)
 	}
 	return root, key
 }
@@ -296,7 +297,7 @@ func TestInspectRefusesHostileZips(t *testing.T) {
 	for _, tc := range hostileCases(hostileVersions{installed: "1.1.0", version: "1.2.0", limit: 512 << 10}) {
 		t.Run(tc.name, func(t *testing.T) {
 			root, key := installedNotes(t, tc.keys)
-			tc.make(t, filepath.Join(root, PendingDir, "notes-1.2.0.zip"), key)
+			tc.make(t, filepath.Join(root, system.PendingDir, "notes-1.2.0.zip"), key)
 			before := snapshot(t, root)
 			zips, err := Inspect(root, Options{HostVersion: "0.1.0", Limits: Limits{MaxUncompressed: 512 << 10, MaxRatio: 100}})
 			if err != nil {
@@ -333,7 +334,7 @@ func TestInspectAcceptsAGoodZip(t *testing.T) {
 			if keys {
 				e = append(e, entry{name: SigFileName, data: SignManifest(key, e[0].data)})
 			}
-			writeZip(t, filepath.Join(root, PendingDir, "notes-1.2.0.zip"), e)
+			writeZip(t, filepath.Join(root, system.PendingDir, "notes-1.2.0.zip"), e)
 			zips, err := Inspect(root, Options{HostVersion: "0.1.0"})
 			if err != nil {
 				t.Fatal(err)

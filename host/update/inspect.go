@@ -16,16 +16,11 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/report"
-)
-
-// Folders of the system directory this package reads and writes (SPEC).
-const (
-	PendingDir   = "Updates_Pending"
-	InstalledDir = "Updates_Installed"
-	BackupsDir   = "Updates_Backups"
+	"github.com/packhost/packhost/host/system"
 )
 
 // Limits bound what a zip may expand to.
@@ -116,7 +111,7 @@ func (z *Zip) Err() error {
 	if z.OK() {
 		return nil
 	}
-	return fmt.Errorf("%w: %s: %s; the zip was left in %s", ErrInvalidZip, z.File, strings.Join(z.Problems, "; "), PendingDir)
+	return fmt.Errorf("%w: %s: %s; the zip was left in %s", ErrInvalidZip, z.File, strings.Join(z.Problems, "; "), system.PendingDir)
 }
 
 // NewChanges are the manifest's db_changes that the installed version does
@@ -172,12 +167,12 @@ func Reports(zips []*Zip) []report.PendingUpdate {
 // directory that cannot be read; a bad zip is reported in its Problems.
 func Inspect(root string, opts Options) ([]*Zip, error) {
 	opts = opts.withDefaults()
-	entries, err := os.ReadDir(filepath.Join(root, PendingDir))
+	entries, err := os.ReadDir(filepath.Join(root, system.PendingDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", PendingDir, err)
+		return nil, fmt.Errorf("list %s: %w", system.PendingDir, err)
 	}
 	keys, err := LoadTrustedKeys(root)
 	if err != nil {
@@ -192,7 +187,7 @@ func Inspect(root string, opts Options) ([]*Zip, error) {
 		if e.IsDir() || !strings.HasSuffix(strings.ToLower(e.Name()), ".zip") {
 			continue
 		}
-		zips = append(zips, InspectZip(filepath.Join(root, PendingDir, e.Name()), installed, keys, opts))
+		zips = append(zips, InspectZip(filepath.Join(root, system.PendingDir, e.Name()), installed, keys, opts))
 	}
 	crossCheck(zips, installed)
 	return Order(zips), nil
@@ -247,41 +242,23 @@ func crossCheck(zips []*Zip, installed map[string]*manifest.Manifest) {
 }
 
 // Order sorts zips for installing: core first, then each pack after the
-// packs it depends on, then by id; zips without a manifest go last.
+// packs it depends on, then by id (dbupdate.Sort); zips without a
+// manifest, and second zips of one pack, go last by file name. Missing
+// dependencies and cycles do not stop it: crossCheck reports the first,
+// and the packs report the second when they start.
 func Order(zips []*Zip) []*Zip {
-	byID := map[string]*Zip{}
-	var ids []string
-	var rest []*Zip
+	seen := map[string]bool{}
+	var first, rest []*Zip
 	for _, z := range zips {
 		id := z.ID()
-		if id == "" || byID[id] != nil {
+		if id == "" || seen[id] {
 			rest = append(rest, z)
 			continue
 		}
-		byID[id] = z
-		ids = append(ids, id)
+		seen[id] = true
+		first = append(first, z)
 	}
-	packs.SortCoreFirst(ids, func(s string) string { return s })
-	var out []*Zip
-	seen := map[string]bool{}
-	var visit func(id string)
-	visit = func(id string) {
-		z := byID[id]
-		if z == nil || seen[id] {
-			return
-		}
-		seen[id] = true // a cycle is broken here; the packs report it when they start
-		if id != "core" {
-			visit("core")
-		}
-		for _, d := range z.Manifest.DependsOn {
-			visit(d)
-		}
-		out = append(out, z)
-	}
-	for _, id := range ids {
-		visit(id)
-	}
+	out, _ := dbupdate.Sort(first, (*Zip).ID, func(z *Zip) []string { return z.Manifest.DependsOn })
 	sort.SliceStable(rest, func(i, j int) bool { return rest[i].File < rest[j].File })
 	return append(out, rest...)
 }

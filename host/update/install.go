@@ -17,6 +17,8 @@ import (
 
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/internal/backupfile"
 )
 
 // DBSteps backs up, upgrades and restores the tables of packs for an
@@ -106,7 +108,7 @@ type InstallError struct {
 func (e *InstallError) Error() string {
 	msg := fmt.Sprintf("install updates: %s: %v", e.Step, e.Err)
 	if e.Step != "validate" {
-		msg += "; the old versions were put back and the zips left in " + PendingDir
+		msg += "; the old versions were put back and the zips left in " + system.PendingDir
 	}
 	if e.RollbackErr != nil {
 		msg += fmt.Sprintf("; putting things back failed too: %v", e.RollbackErr)
@@ -217,7 +219,7 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 		}
 		crashPoint("mid-stage")
 	}
-	if err := syncDir(packsDir); err != nil {
+	if err := backupfile.SyncDir(packsDir); err != nil {
 		return fail("stage", err)
 	}
 	crashPoint("after-stage")
@@ -379,7 +381,7 @@ func swapIn(packsDir string, e JournalEntry) error {
 		if err := os.Rename(final, filepath.Join(packsDir, e.Old)); err != nil {
 			return err
 		}
-		if err := syncDir(packsDir); err != nil {
+		if err := backupfile.SyncDir(packsDir); err != nil {
 			return err
 		}
 		crashPoint("mid-swap")
@@ -387,7 +389,7 @@ func swapIn(packsDir string, e JournalEntry) error {
 	if err := os.Rename(filepath.Join(packsDir, e.Stage), final); err != nil {
 		return err
 	}
-	return syncDir(packsDir)
+	return backupfile.SyncDir(packsDir)
 }
 
 // undoFiles puts a pack's old directory back and removes the new one. It
@@ -416,7 +418,7 @@ func undoFiles(packsDir string, e JournalEntry) error {
 			}
 		}
 	}
-	return syncDir(packsDir)
+	return backupfile.SyncDir(packsDir)
 }
 
 // removeDir renames dir aside before removing it, so a crash midway leaves
@@ -507,17 +509,17 @@ func dropNew(ctx context.Context, db DBSteps, j *Journal, log hclog.Logger) erro
 // commit moves the zips to Updates_Installed and removes the old versions
 // and the journal. Run again after a crash, it finishes what is left.
 func commit(root string, j *Journal) ([]string, error) {
-	dir := filepath.Join(root, InstalledDir)
+	dir := filepath.Join(root, system.InstalledDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	var moved []string
 	for i, e := range j.Packs {
-		src := filepath.Join(root, PendingDir, e.Zip)
+		src := filepath.Join(root, system.PendingDir, e.Zip)
 		dst := filepath.Join(dir, strings.TrimSuffix(e.Zip, filepath.Ext(e.Zip))+"-"+j.Stamp+".zip")
 		if _, err := os.Stat(src); err == nil {
 			if err := os.Rename(src, dst); err != nil {
-				return moved, fmt.Errorf("move %s to %s: %w", e.Zip, InstalledDir, err)
+				return moved, fmt.Errorf("move %s to %s: %w", e.Zip, system.InstalledDir, err)
 			}
 		}
 		moved = append(moved, dst)
@@ -525,10 +527,10 @@ func commit(root string, j *Journal) ([]string, error) {
 			crashPoint("mid-move")
 		}
 	}
-	if err := syncDir(dir); err != nil {
+	if err := backupfile.SyncDir(dir); err != nil {
 		return moved, err
 	}
-	if err := syncDir(filepath.Join(root, PendingDir)); err != nil {
+	if err := backupfile.SyncDir(filepath.Join(root, system.PendingDir)); err != nil {
 		return moved, err
 	}
 	packsDir := filepath.Join(root, packs.Dir)

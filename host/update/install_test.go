@@ -18,6 +18,7 @@ import (
 
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/report"
+	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/packtest"
@@ -164,16 +165,16 @@ func TestInstallUpgradesAPackAndItsTables(t *testing.T) {
 		}
 		s.wantNotes("1.3.0", 3)
 		s.wantClean()
-		if p := pendingNames(t, s.root, PendingDir); len(p) != 0 {
+		if p := pendingNames(t, s.root, system.PendingDir); len(p) != 0 {
 			t.Errorf("still pending: %v", p)
 		}
-		inst := pendingNames(t, s.root, InstalledDir)
+		inst := pendingNames(t, s.root, system.InstalledDir)
 		if len(inst) != 3 || !regexp.MustCompile(`^notes-1\.3\.0-\d{8}T\d{6}Z\.zip$`).MatchString(inst[2]) {
 			t.Errorf("Updates_Installed holds %v, want notes-1.3.0-<UTC ts>.zip", inst)
 		}
 		// The system backup holds the system directory as it was before
 		// the install (the zip was copied into Updates_Pending first).
-		backups, _ := filepath.Glob(filepath.Join(s.root, BackupsDir, "system-*.zip"))
+		backups, _ := filepath.Glob(filepath.Join(s.root, system.BackupsDir, "system-*.zip"))
 		if len(backups) != 1 {
 			t.Fatalf("system backups: %v", backups)
 		}
@@ -188,10 +189,10 @@ func TestInstallUpgradesAPackAndItsTables(t *testing.T) {
 		}
 		for p := range before {
 			p = filepath.ToSlash(p)
-			if p == "." || strings.HasPrefix(p, BackupsDir) || strings.HasPrefix(p, InstalledDir) || strings.HasPrefix(p, "data/host.db-") {
+			if p == "." || strings.HasPrefix(p, system.BackupsDir) || strings.HasPrefix(p, system.InstalledDir) || strings.HasPrefix(p, "data/host.db-") {
 				continue
 			}
-			if !inZip[p] && !strings.HasPrefix(p, PendingDir+"/notes-1.3.0.zip") {
+			if !inZip[p] && !strings.HasPrefix(p, system.PendingDir+"/notes-1.3.0.zip") {
 				t.Errorf("system backup lacks %s", p)
 			}
 		}
@@ -223,10 +224,10 @@ func TestInstallRollsBackAFailedMigration(t *testing.T) {
 		assertSame(t, baseline, dbSnapshot(t, s.target()))
 		s.wantNotes("1.2.0", 2)
 		s.wantClean()
-		if p := pendingNames(t, s.root, PendingDir); len(p) != 1 || p[0] != "notes-1.3.0.zip" {
+		if p := pendingNames(t, s.root, system.PendingDir); len(p) != 1 || p[0] != "notes-1.3.0.zip" {
 			t.Errorf("pending: %v, want the zip still there", p)
 		}
-		if inst := pendingNames(t, s.root, InstalledDir); len(inst) != 2 { // core and notes 1.2.0
+		if inst := pendingNames(t, s.root, system.InstalledDir); len(inst) != 2 { // core and notes 1.2.0
 			t.Errorf("Updates_Installed: %v", inst)
 		}
 
@@ -320,7 +321,7 @@ func TestInstallRollsBackABinaryThatReportsAnotherVersion(t *testing.T) {
 		assertSame(t, before, snapshot(t, filepath.Join(s.root, "packs")))
 		s.wantNotes("1.2.0", 2)
 		s.wantClean()
-		if p := pendingNames(t, s.root, PendingDir); len(p) != 1 {
+		if p := pendingNames(t, s.root, system.PendingDir); len(p) != 1 {
 			t.Errorf("pending: %v, want the zip still there", p)
 		}
 	})
@@ -351,7 +352,7 @@ func TestInstallNeedsOnlyItsOwnPacksToStart(t *testing.T) {
 			t.Fatal(err)
 		}
 		zip3 := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3"}))
-		if err := copyFile(zip3, filepath.Join(s.root, PendingDir, "notes-1.3.0.zip")); err != nil {
+		if err := copyFile(zip3, filepath.Join(s.root, system.PendingDir, "notes-1.3.0.zip")); err != nil {
 			t.Fatal(err)
 		}
 		before := filesOutsideData(t, s.root)
@@ -361,7 +362,7 @@ func TestInstallNeedsOnlyItsOwnPacksToStart(t *testing.T) {
 			t.Fatalf("exit %d, want 1 saying to pass --no-backup:\n%s", code, out)
 		}
 		assertSame(t, before, filesOutsideData(t, s.root))
-		if b := pendingNames(t, s.root, BackupsDir); len(b) != 0 {
+		if b := pendingNames(t, s.root, system.BackupsDir); len(b) != 0 {
 			t.Errorf("backups written by a refused install: %v", b)
 		}
 

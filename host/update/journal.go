@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/packhost/packhost/internal/backupfile"
 	"github.com/packhost/packhost/internal/meta"
 )
 
@@ -177,7 +178,7 @@ func (j *Journal) write(root string) error {
 	if err := os.Rename(tmp, journalPath(root)); err != nil {
 		return fmt.Errorf("write install journal: %w", err)
 	}
-	return syncDir(root)
+	return backupfile.SyncDir(root)
 }
 
 func (j *Journal) setState(root, state string) error {
@@ -189,7 +190,7 @@ func removeJournal(root string) error {
 	if err := os.Remove(journalPath(root)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove install journal: %w", err)
 	}
-	return syncDir(root)
+	return backupfile.SyncDir(root)
 }
 
 // EnvCrashAt names an install step at which the host kills itself with

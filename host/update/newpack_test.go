@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/packtest"
@@ -33,7 +34,7 @@ func coreOnly(t *testing.T, db dbtest.DB) sys {
 func filesOutsideData(t *testing.T, root string) map[string]string {
 	out := snapshot(t, root)
 	for k := range out {
-		if k == "data" || strings.HasPrefix(k, "data"+string(filepath.Separator)) || strings.HasPrefix(k, BackupsDir+string(filepath.Separator)) {
+		if k == "data" || strings.HasPrefix(k, "data"+string(filepath.Separator)) || strings.HasPrefix(k, system.BackupsDir+string(filepath.Separator)) {
 			delete(out, k)
 		}
 	}
@@ -50,7 +51,7 @@ func TestRollbackDropsTheTablesOfANewPack(t *testing.T) {
 		t.Run("when its upgrade fails", func(t *testing.T) {
 			s := coreOnly(t, db)
 			bad := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3", "failAt": "3"}))
-			if err := copyFile(bad, filepath.Join(s.root, PendingDir, "notes-1.3.0.zip")); err != nil {
+			if err := copyFile(bad, filepath.Join(s.root, system.PendingDir, "notes-1.3.0.zip")); err != nil {
 				t.Fatal(err)
 			}
 			baseline := dbSnapshot(t, s.target())
@@ -70,7 +71,7 @@ func TestRollbackDropsTheTablesOfANewPack(t *testing.T) {
 
 			// The system takes the pack later, from a zip that works.
 			good := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3"}))
-			os.Remove(filepath.Join(s.root, PendingDir, "notes-1.3.0.zip"))
+			os.Remove(filepath.Join(s.root, system.PendingDir, "notes-1.3.0.zip"))
 			if code, out := s.install(nil, nil, good); code != 0 {
 				t.Fatalf("install notes 1.3.0 after the rollback: exit %d\n%s", code, out)
 			}

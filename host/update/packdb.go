@@ -13,6 +13,7 @@ import (
 	"github.com/packhost/packhost/host/backup"
 	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/packpb"
 )
@@ -61,7 +62,7 @@ func (d PackDB) Backup(ctx context.Context, running []*packs.Pack, ids []string)
 		}
 		list = append(list, p)
 	}
-	paths, err := backup.Packs(ctx, filepath.Join(d.Root, BackupsDir), list, t, func(id string, ev *packpb.Progress) {
+	paths, err := backup.Packs(ctx, filepath.Join(d.Root, system.BackupsDir), list, t, func(id string, ev *packpb.Progress) {
 		d.log().Debug("backup", "pack", id, "table", ev.Table, "message", ev.Message)
 	})
 	if err != nil {
@@ -129,7 +130,7 @@ func (d PackDB) Upgrade(ctx context.Context, running []*packs.Pack, ids []string
 // of the packs ids only.
 func (d PackDB) Restore(ctx context.Context, running []*packs.Pack, token string, ids []string) error {
 	for _, id := range ids {
-		dir, err := backupOf(filepath.Join(d.Root, BackupsDir), token, id)
+		dir, err := backupOf(filepath.Join(d.Root, system.BackupsDir), token, id)
 		if err != nil {
 			return err
 		}

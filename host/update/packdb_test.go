@@ -10,6 +10,7 @@ import (
 
 	"github.com/packhost/packhost/host/backup"
 	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/meta"
@@ -54,7 +55,7 @@ func TestPackDBRestoresOnlyTheInstallsBackups(t *testing.T) {
 		if token != "db-20261125T100000Z-notes" {
 			t.Errorf("token %q, want the backup's name", token)
 		}
-		dir := filepath.Join(s.root, BackupsDir)
+		dir := filepath.Join(s.root, system.BackupsDir)
 		if _, err := backup.Pack(t.Context(), dir, findPack(running, "core"), at, nil, nil); err != nil {
 			t.Fatal(err)
 		}

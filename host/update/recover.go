@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/system"
 )
 
 // Recovery says what Recover did with an interrupted install.
@@ -170,5 +171,5 @@ func orNewest(p string) string {
 	if p != "" {
 		return p
 	}
-	return "the newest " + BackupsDir + "/system-*.zip"
+	return "the newest " + system.BackupsDir + "/system-*.zip"
 }

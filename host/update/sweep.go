@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/packhost/packhost/host/backup"
+	"github.com/packhost/packhost/host/system"
 )
 
 // SweepAge is how long a temporary file must have been left unchanged
@@ -27,10 +28,10 @@ var tempPatterns = map[string][]*regexp.Regexp{
 	".": {regexp.MustCompile(`^` + regexp.QuoteMeta(JournalFile) + `\.tmp$`)},
 	// A system backup being written (BackupSystem); a database backup
 	// being written (backup.Pack) is matched by backup.IsPartial.
-	BackupsDir: {regexp.MustCompile(`^\.system-\d+\.zip\.tmp$`)},
+	system.BackupsDir: {regexp.MustCompile(`^\.system-\d+\.zip\.tmp$`)},
 	// A zip being copied in (host pack install) or written by Build or
 	// Sign (writeZipAtomic).
-	PendingDir: {
+	system.PendingDir: {
 		regexp.MustCompile(`^[^.].*\.zip\.tmp$`),
 		regexp.MustCompile(`^\..+\.zip\.tmp-\d+$`),
 	},
@@ -81,7 +82,7 @@ func Sweep(root string, now time.Time) ([]string, error) {
 }
 
 func ourTemp(dir string, e fs.DirEntry, pats []*regexp.Regexp) bool {
-	if dir == BackupsDir && e.IsDir() && backup.IsPartial(e.Name()) {
+	if dir == system.BackupsDir && e.IsDir() && backup.IsPartial(e.Name()) {
 		return true
 	}
 	if !e.Type().IsRegular() {

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/flate"
+
+	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/internal/backupfile"
 )
 
 // TimeFormat is the UTC timestamp in backup and installed-zip names.
@@ -30,12 +33,12 @@ const chunkSize = 1 << 20
 // written under a temporary name and renamed when complete. progress, when
 // set, is called with the bytes read so far and the total.
 func BackupSystem(ctx context.Context, root string, ts time.Time, progress func(done, total int64)) (string, error) {
-	dir := filepath.Join(root, BackupsDir)
+	dir := filepath.Join(root, system.BackupsDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("system backup: %w", err)
 	}
 	out := filepath.Join(dir, "system-"+ts.UTC().Format(TimeFormat)+".zip")
-	skip := func(rel string) bool { return rel == BackupsDir || rel == InstalledDir }
+	skip := func(rel string) bool { return rel == system.BackupsDir || rel == system.InstalledDir }
 	tmp, err := os.CreateTemp(dir, ".system-*.zip.tmp")
 	if err != nil {
 		return "", fmt.Errorf("system backup: %w", err)
@@ -55,7 +58,7 @@ func BackupSystem(ctx context.Context, root string, ts time.Time, progress func(
 	if err := os.Rename(tmp.Name(), out); err != nil {
 		return "", fmt.Errorf("system backup: %w", err)
 	}
-	return out, syncDir(dir)
+	return out, backupfile.SyncDir(dir)
 }
 
 type treeFile struct {
@@ -337,16 +340,4 @@ func stored(data []byte) []byte {
 		data = data[n:]
 	}
 	return out
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

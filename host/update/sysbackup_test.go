@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/packhost/packhost/host/system"
 )
 
 // writeTree makes a small system directory with compressible, random and
@@ -52,7 +54,7 @@ func TestSystemBackupHoldsTheWholeSystemDirectory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(root, BackupsDir, "system-20261125T103000Z.zip"); out != want {
+	if want := filepath.Join(root, system.BackupsDir, "system-20261125T103000Z.zip"); out != want {
 		t.Errorf("backup at %s, want %s", out, want)
 	}
 	if last != total || total == 0 {
@@ -68,7 +70,7 @@ func TestSystemBackupHoldsTheWholeSystemDirectory(t *testing.T) {
 	}
 	want := snapshot(t, root)
 	for k := range want {
-		if k == "." || strings.HasPrefix(k, BackupsDir) || strings.HasPrefix(k, InstalledDir) {
+		if k == "." || strings.HasPrefix(k, system.BackupsDir) || strings.HasPrefix(k, system.InstalledDir) {
 			delete(want, k)
 		}
 	}

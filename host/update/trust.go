@@ -10,10 +10,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/packhost/packhost/host/system"
 )
 
-// TrustedKeysDir is the folder of trusted public keys in a system directory.
-const TrustedKeysDir = "trusted_keys"
+// TrustedKeysDir is the folder of trusted public keys in a system
+// directory (system.TrustedKeysDir; named here too for the CLI's messages).
+const TrustedKeysDir = system.TrustedKeysDir
 
 // SigFileName is the signature of pack.json inside an update zip.
 const SigFileName = "pack.json.sig"
@@ -41,7 +44,7 @@ type Key struct {
 // keys. A key file that cannot be read is an error: silently trusting fewer
 // keys than the admin meant would accept unsigned zips.
 func LoadTrustedKeys(root string) ([]Key, error) {
-	paths, err := filepath.Glob(filepath.Join(root, TrustedKeysDir, "*.pub"))
+	paths, err := filepath.Glob(filepath.Join(root, system.TrustedKeysDir, "*.pub"))
 	if err != nil {
 		return nil, err
 	}
