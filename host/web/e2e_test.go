@@ -28,7 +28,7 @@ import (
 type hostProcess struct {
 	cmd    *exec.Cmd
 	url    string
-	token  string
+	token  chan string // receives the admin token when the host prints it
 	mu     sync.Mutex
 	stderr strings.Builder
 	done   chan error
@@ -54,7 +54,7 @@ func startHost(t *testing.T, root string, args ...string) *hostProcess {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	h := &hostProcess{cmd: cmd, url: "http://" + addr, done: make(chan error, 1)}
+	h := &hostProcess{cmd: cmd, url: "http://" + addr, done: make(chan error, 1), token: make(chan string, 1)}
 	serving := make(chan struct{})
 	var once sync.Once
 	var wg sync.WaitGroup
@@ -64,9 +64,10 @@ func startHost(t *testing.T, root string, args ...string) *hostProcess {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if _, tok, ok := strings.Cut(sc.Text(), "mode 0600): "); ok {
-				h.mu.Lock()
-				h.token = strings.TrimSpace(tok)
-				h.mu.Unlock()
+				select {
+				case h.token <- strings.TrimSpace(tok):
+				default:
+				}
 			}
 		}
 	}()
@@ -100,6 +101,20 @@ func startHost(t *testing.T, root string, args ...string) *hostProcess {
 		t.Fatalf("host did not start serving:\n%s", h.log())
 	}
 	return h
+}
+
+// adminToken is the token the host printed at its start. The host prints
+// it to stdout before it logs "serving" to stderr, but the two pipes are
+// read apart, so the token may be read a moment after serving was seen.
+func (h *hostProcess) adminToken(t *testing.T) string {
+	t.Helper()
+	select {
+	case tok := <-h.token:
+		return tok
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the host did not print the admin token:\n%s", h.log())
+		return ""
+	}
 }
 
 func (h *hostProcess) log() string {
@@ -240,9 +255,7 @@ func TestEndToEndInChromium(t *testing.T) {
 
 	t.Run("log in and see the status page with the core pack and the pending update", func(t *testing.T) {
 		h := startHost(t, root, "--ignore-updates", "--update-db")
-		if h.token == "" {
-			t.Fatalf("the host did not print the admin token:\n%s", h.log())
-		}
+		token := h.adminToken(t)
 		if err := chromedp.Do(ctx, chromedp.Navigate(h.url+"/admin/"), chromedp.WaitVisible(`#token`)); err != nil {
 			t.Fatal(err)
 		}
@@ -255,7 +268,7 @@ func TestEndToEndInChromium(t *testing.T) {
 		}
 		screenshot(t, ctx, "1-login.png")
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = chromedp.Do(sctx, chromedp.SendKeys(`#token`, h.token), chromedp.Click(`main button[type=submit]`))
+		err = chromedp.Do(sctx, chromedp.SendKeys(`#token`, token), chromedp.Click(`main button[type=submit]`))
 		if err == nil {
 			// The form answers with a redirect to the status page.
 			// (WaitVisible never returns on that page with this chromedp;
@@ -267,14 +280,28 @@ func TestEndToEndInChromium(t *testing.T) {
 			screenshot(t, ctx, "2-status-failed.png")
 			t.Fatalf("%v\n%s", err, h.log())
 		}
-		main, err := chromedp.Run(ctx, chromedp.Text("main"))
-		if err != nil {
-			t.Fatal(err)
+		// Read the page by script, in one evaluation that sees the status
+		// page or nothing: right after the redirect, a node query may hold
+		// an id of the login page's document ("No node with given id
+		// found"), and a script may still run in that document.
+		var main, whatsNewHTML string
+		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+		for main == "" {
+			got, err := chromedp.Run(rctx, chromedp.Evaluate[[]string](`(() => {
+				const w = document.querySelector(".whats-new");
+				return w ? [document.querySelector("main").innerText, w.innerHTML] : null;
+			})()`))
+			switch {
+			case len(got) == 2:
+				main, whatsNewHTML = got[0], got[1]
+			case rctx.Err() != nil:
+				rcancel()
+				t.Fatalf("the status page did not show: %v", err)
+			default:
+				time.Sleep(50 * time.Millisecond)
+			}
 		}
-		whatsNewHTML, err := chromedp.Run(ctx, chromedp.InnerHTML(".whats-new"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		rcancel()
 		title, err := chromedp.Run(ctx, chromedp.Title())
 		if err != nil {
 			t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/yuin/goldmark"
 
+	"github.com/packhost/packhost/host/backup"
 	"github.com/packhost/packhost/host/feed"
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/report"
@@ -103,60 +103,39 @@ func pendingDetails(root string, rep *report.Report) ([]pendingView, string) {
 	return out, trust
 }
 
-// Backup is one entry of Updates_Backups.
+// Backup is one entry of Updates_Backups: a database backup as
+// host/backup.List describes it (Kind "database"), or a system backup
+// (Kind "system": Name, Path, CreatedAt and Size only).
 type Backup struct {
-	Name    string    `json:"name"`
-	Kind    string    `json:"kind"`
-	Size    int64     `json:"size"`
-	Created time.Time `json:"created"`
-	Dir     bool      `json:"dir"`
+	Kind string `json:"kind"`
+	backup.Info
 }
 
-// listBackups lists Updates_Backups, newest first. A directory's size is
-// the sum of its files.
+// listBackups lists Updates_Backups, newest first: the database backups
+// through host/backup.List, and the system-<ts>.zip files that
+// host/update's install writes, which that list does not cover.
 func listBackups(dir string) ([]Backup, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return []Backup{}, nil
-	}
+	dbs, err := backup.List(dir)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", backupsDir, err)
+		return nil, err
 	}
 	out := []Backup{}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil {
-			continue
-		}
-		b := Backup{Name: e.Name(), Size: info.Size(), Created: info.ModTime().UTC(), Dir: e.IsDir()}
-		switch {
-		case strings.HasPrefix(b.Name, "system-"):
-			b.Kind = "system"
-		case strings.HasPrefix(b.Name, "db-"):
-			b.Kind = "database"
-		default:
-			b.Kind = "other"
-		}
-		if ts, ok := nameTime(b.Name); ok {
-			b.Created = ts
-		}
-		if e.IsDir() {
-			b.Size = 0
-			_ = filepath.WalkDir(filepath.Join(dir, e.Name()), func(_ string, d fs.DirEntry, err error) error {
-				if err == nil && d.Type().IsRegular() {
-					if fi, err := d.Info(); err == nil {
-						b.Size += fi.Size()
-					}
-				}
-				return nil
-			})
-		}
-		out = append(out, b)
+	for _, b := range dbs {
+		out = append(out, Backup{Kind: "database", Info: b})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	zips, err := filepath.Glob(filepath.Join(dir, "system-*.zip"))
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	for _, p := range zips {
+		at, ok := nameTime(filepath.Base(p))
+		fi, err := os.Stat(p)
+		if !ok || err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		out = append(out, Backup{Kind: "system", Info: backup.Info{Path: p, Name: filepath.Base(p), CreatedAt: at, Size: fi.Size()}})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
 	return out, nil
 }
 
