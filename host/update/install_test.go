@@ -199,6 +199,10 @@ func TestInstallUpgradesAPackAndItsTables(t *testing.T) {
 		if !inZip["packs/notes/pack.json"] {
 			t.Error("system backup lacks the old notes manifest")
 		}
+
+		t.Run("and a rollback restores only the install's backups", func(t *testing.T) {
+			restoresOnlyTheInstallsBackups(t, s)
+		})
 	})
 }
 
