@@ -107,11 +107,6 @@ type Entry struct {
 // FileName is the name the zip gets in Updates_Pending.
 func (e Entry) FileName() string { return e.PackID + "-" + e.Version + ".zip" }
 
-var (
-	idPattern  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,63}$`)
-	hexPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
-)
-
 // MaxZipSize bounds the size of one update zip a feed may list.
 const MaxZipSize = 1 << 30
 
@@ -139,11 +134,11 @@ func Parse(data []byte) (*Document, error) {
 // Validate checks an entry's fields; the zip name it makes is safe.
 func (e Entry) Validate() error {
 	switch {
-	case !idPattern.MatchString(e.PackID):
-		return fmt.Errorf("pack_id %q must match %s", e.PackID, idPattern)
+	case !manifest.IDPattern.MatchString(e.PackID):
+		return fmt.Errorf("pack_id %q must match %s", e.PackID, manifest.IDPattern)
 	case !semverPattern.MatchString(e.Version):
 		return fmt.Errorf("version %q is not semver", e.Version)
-	case !hexPattern.MatchString(e.SHA256):
+	case !manifest.SHA256Pattern.MatchString(e.SHA256):
 		return fmt.Errorf("sha256 %q is not 64 lower-case hex digits", e.SHA256)
 	case e.Size <= 0 || e.Size > MaxZipSize:
 		return fmt.Errorf("size %d is not between 1 and %d bytes", e.Size, MaxZipSize)

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/packhost/packhost/host/update"
 )
@@ -24,18 +23,14 @@ func Verify(keys []update.Key, data []byte, sigText string) (string, error) {
 
 // verifyKey is Verify returning the whole key that made the signature.
 func verifyKey(keys []update.Key, data []byte, sigText string) (update.Key, error) {
-	sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(sigText))
-	if err != nil || len(sig) != ed25519.SignatureSize {
+	k, err := update.Signer(keys, data, sigText)
+	switch {
+	case errors.Is(err, update.ErrSignatureFormat):
 		return update.Key{}, fmt.Errorf("%w: the signature is not %d bytes of base64", ErrBadSignature, ed25519.SignatureSize)
+	case err != nil:
+		return update.Key{}, fmt.Errorf("%w (tried %s)", ErrBadSignature, update.KeyNames(keys))
 	}
-	names := make([]string, len(keys))
-	for i, k := range keys {
-		if ed25519.Verify(k.Pub, data, sig) {
-			return k, nil
-		}
-		names[i] = k.Name
-	}
-	return update.Key{}, fmt.Errorf("%w (tried %s)", ErrBadSignature, strings.Join(names, ", "))
+	return k, nil
 }
 
 // keyID names a public key in the feed state: the key itself, so renaming

@@ -51,8 +51,10 @@ type Binary struct {
 }
 
 var (
-	idPattern  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,63}$`)
-	hexPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	// IDPattern is what a pack id looks like (SPEC).
+	IDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,63}$`)
+	// SHA256Pattern is a sha256 sum as the manifest writes it.
+	SHA256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // ErrInvalid is wrapped by every error Parse and Validate return for a
@@ -98,8 +100,8 @@ func (m *Manifest) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
 	}
-	if !idPattern.MatchString(m.ID) {
-		return bad("id %q must match %s", m.ID, idPattern)
+	if !IDPattern.MatchString(m.ID) {
+		return bad("id %q must match %s", m.ID, IDPattern)
 	}
 	if _, err := semver.StrictNewVersion(m.Version); err != nil {
 		return bad("version %q is not semver: %v", m.Version, err)
@@ -119,7 +121,7 @@ func (m *Manifest) Validate() error {
 		if err := SafePath(b.Path); err != nil {
 			return bad("binaries[%s]: %v", plat, err)
 		}
-		if !hexPattern.MatchString(b.SHA256) {
+		if !SHA256Pattern.MatchString(b.SHA256) {
 			return bad("binaries[%s]: sha256 %q is not 64 lower-case hex digits", plat, b.SHA256)
 		}
 	}
@@ -127,12 +129,12 @@ func (m *Manifest) Validate() error {
 		if err := SafePath(p); err != nil {
 			return bad("files: %v", err)
 		}
-		if !hexPattern.MatchString(sum) {
+		if !SHA256Pattern.MatchString(sum) {
 			return bad("files[%s]: sha256 %q is not 64 lower-case hex digits", p, sum)
 		}
 	}
 	for _, d := range m.DependsOn {
-		if !idPattern.MatchString(d) || d == m.ID {
+		if !IDPattern.MatchString(d) || d == m.ID {
 			return bad("depends_on: %q is not another pack's id", d)
 		}
 	}

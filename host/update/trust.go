@@ -143,21 +143,55 @@ func verifySignature(keys []Key, manifest, sig []byte, present bool) (state, key
 		}
 		return SigUnsigned, "", nil
 	}
-	raw, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(string(sig)))
-	if derr != nil || len(raw) != ed25519.SignatureSize {
+	if _, err := decodeSignature(string(sig)); err != nil {
 		return SigInvalid, "", fmt.Errorf("%s is not a base64 ed25519 signature", SigFileName)
 	}
 	if len(keys) == 0 {
 		return SigUnverified, "", nil
 	}
+	k, err := Signer(keys, manifest, string(sig))
+	if err == nil {
+		return SigSigned, k.Name, nil
+	}
+	return SigInvalid, "", fmt.Errorf("bad signature: %s is not verified by any trusted key (%s)", SigFileName, KeyNames(keys))
+}
+
+// ErrSignatureFormat: a signature is not base64 of an ed25519 signature.
+// ErrNoSigner: no trusted key verifies it. Signer returns them; callers say
+// which file or feed it was.
+var (
+	ErrSignatureFormat = errors.New("not a base64 ed25519 signature")
+	ErrNoSigner        = errors.New("not verified by any trusted key")
+)
+
+func decodeSignature(text string) ([]byte, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
+	if err != nil || len(raw) != ed25519.SignatureSize {
+		return nil, ErrSignatureFormat
+	}
+	return raw, nil
+}
+
+// Signer returns the trusted key whose ed25519 signature sigText (base64)
+// is over data. Update zips and feeds are checked by it alike.
+func Signer(keys []Key, data []byte, sigText string) (Key, error) {
+	raw, err := decodeSignature(sigText)
+	if err != nil {
+		return Key{}, err
+	}
 	for _, k := range keys {
-		if ed25519.Verify(k.Pub, manifest, raw) {
-			return SigSigned, k.Name, nil
+		if ed25519.Verify(k.Pub, data, raw) {
+			return k, nil
 		}
 	}
+	return Key{}, ErrNoSigner
+}
+
+// KeyNames lists the keys' names for messages: "a.pub, b.pub".
+func KeyNames(keys []Key) string {
 	names := make([]string, len(keys))
 	for i, k := range keys {
 		names[i] = k.Name
 	}
-	return SigInvalid, "", fmt.Errorf("bad signature: %s is not verified by any trusted key (%s)", SigFileName, strings.Join(names, ", "))
+	return strings.Join(names, ", ")
 }
