@@ -8,6 +8,7 @@ import (
 
 	"github.com/packhost/packhost/host/feed"
 	"github.com/packhost/packhost/host/progress"
+	"github.com/packhost/packhost/host/report"
 )
 
 // updatesFetchCmd is `host updates fetch [--feed URL]`: read the feed,
@@ -73,14 +74,7 @@ func writeFeedResult(w io.Writer, res *feed.Result) {
 		fmt.Fprintln(tw, "(the feed lists no updates)\t\t\t\t\t")
 	}
 	for _, u := range res.Updates {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", u.PackID, u.Version, dash(u.Installed), u.Size, u.State, dash(u.Detail))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", u.PackID, u.Version, report.Dash(u.Installed), u.Size, u.State, report.Dash(u.Detail))
 	}
 	_ = tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -175,7 +175,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			if strings.HasPrefix(p.Error, "check schema") {
 				state = "check failed"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t%s\n", p.ID, dash(p.Version), state)
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t%s\n", p.ID, Dash(p.Version), state)
 			continue
 		}
 		if len(p.Tables) == 0 {
@@ -211,11 +211,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  FILE\tPACK\tINSTALLED\tVERSION\tSIGNATURE\tSIZE\tPROBLEMS")
 		for _, u := range r.PendingUpdates {
-			sig := dash(u.Signature)
+			sig := Dash(u.Signature)
 			if u.SignedBy != "" {
 				sig += " (" + u.SignedBy + ")"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.File, dash(u.PackID), dash(u.InstalledVersion), dash(u.Version), sig, u.Size, dash(strings.Join(u.Problems, "; ")))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.File, Dash(u.PackID), Dash(u.InstalledVersion), Dash(u.Version), sig, u.Size, Dash(strings.Join(u.Problems, "; ")))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -266,7 +266,8 @@ func ExitMeaning(code int) string {
 	return "unknown"
 }
 
-func dash(s string) string {
+// Dash shows an empty value as "-" in aligned tables.
+func Dash(s string) string {
 	if s == "" {
 		return "-"
 	}
