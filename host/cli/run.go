@@ -145,7 +145,7 @@ func upgradeDB(e env, sys *system.System, noBackup bool) error {
 	r, err := dbupdate.Run(e.ctx, sys, dbupdate.RunOptions{
 		NoBackup: noBackup,
 		Backup: func(ctx context.Context, ids []string) error {
-			return backupBeforeUpgrade(ctx, e, sys, ids)
+			return backupPacks(ctx, e, sys, ids)
 		},
 		Progress: func(id string, ev *packpb.Progress) {
 			if ev.Done {
@@ -165,29 +165,4 @@ func upgradeDB(e env, sys *system.System, noBackup bool) error {
 		return err
 	}
 	return nil
-}
-
-// backupBeforeUpgrade backs up the packs about to be upgraded. Packs whose
-// tables are all still uninstalled have nothing to back up.
-func backupBeforeUpgrade(ctx context.Context, e env, sys *system.System, ids []string) error {
-	r, err := sys.Report(ctx)
-	if err != nil {
-		return err
-	}
-	var withData []string
-	for _, p := range r.Packs {
-		if !slices.Contains(ids, p.ID) {
-			continue
-		}
-		for _, t := range p.Tables {
-			if t.InstalledVersion > 0 {
-				withData = append(withData, p.ID)
-				break
-			}
-		}
-	}
-	if len(withData) == 0 {
-		return nil
-	}
-	return backupPacks(ctx, e, sys, withData)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/packhost/packhost/host/report"
@@ -19,8 +20,9 @@ var ErrConflict = errors.New("schema conflict")
 type RunOptions struct {
 	// NoBackup skips the backup before upgrading.
 	NoBackup bool
-	// Backup backs up the given packs' tables and settings; an error stops
-	// the upgrade before anything is changed. Required unless NoBackup.
+	// Backup backs up the given packs' tables and settings (those of the
+	// packs to upgrade that have an installed table); an error stops the
+	// upgrade before anything is changed. Required unless NoBackup.
 	Backup func(ctx context.Context, packIDs []string) error
 	// Progress receives upgrade events.
 	Progress Progress
@@ -65,12 +67,15 @@ func Run(ctx context.Context, sys *system.System, opts RunOptions) (*report.Repo
 	if len(which) == 0 {
 		return r, nil
 	}
-	ids := make([]string, 0, len(which))
-	for id := range which {
-		ids = append(ids, id)
+	// Packs whose tables are all still uninstalled have nothing to back up.
+	var ids []string
+	for _, p := range r.Packs {
+		if which[p.ID] && slices.ContainsFunc(p.Tables, func(t report.Table) bool { return t.InstalledVersion > 0 }) {
+			ids = append(ids, p.ID)
+		}
 	}
 	sort.Strings(ids)
-	if !opts.NoBackup {
+	if !opts.NoBackup && len(ids) > 0 {
 		if opts.Backup == nil {
 			return r, errors.New("upgrade: no backup function was given; pass --no-backup to upgrade without a backup")
 		}
