@@ -149,3 +149,7 @@ func Register(ctx context.Context, tx *gorm.DB, packID, table string, version in
 	}
 	return nil
 }
+
+// IsMetaTable reports whether name is one of the host's meta tables, which
+// no pack may declare.
+func IsMetaTable(name string) bool { return name == SettingsTable || name == RegistryTable }

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"regexp"
 
-	"github.com/Masterminds/semver/v3"
 	"gorm.io/gorm"
+
+	"github.com/packhost/packhost/internal/packrt"
 )
 
 // Pack is everything a pack tells the host about itself. It is the one
@@ -104,66 +104,24 @@ func SQL(statements ...string) func(ctx context.Context, tx *gorm.DB) error {
 	}
 }
 
-var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,63}$`)
-
-// tableNamePattern keeps table names to what both databases accept unquoted.
-var tableNamePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-
 // Validate reports the first problem that would stop the host from running
 // the pack: a bad id or version, a table without steps, a step without Up,
 // a duplicate or reserved table name.
-func (p Pack) Validate() error {
-	if !idPattern.MatchString(p.ID) {
-		return fmt.Errorf("pack id %q: must match %s", p.ID, idPattern)
-	}
-	if _, err := semver.StrictNewVersion(p.Version); err != nil {
-		return fmt.Errorf("pack %s: version %q is not semver (for example 1.2.0): %w", p.ID, p.Version, err)
-	}
-	seen := map[string]bool{}
-	for _, t := range p.Tables {
-		switch {
-		case !tableNamePattern.MatchString(t.Name):
-			return fmt.Errorf("pack %s: table name %q: must match %s", p.ID, t.Name, tableNamePattern)
-		case t.Name == "pack_settings" || t.Name == "schema_registry":
-			return fmt.Errorf("pack %s: table %s is owned by the host", p.ID, t.Name)
-		case seen[t.Name]:
-			return fmt.Errorf("pack %s: table %s is declared twice", p.ID, t.Name)
-		case len(t.Steps) == 0:
-			return fmt.Errorf("pack %s: table %s has no steps; Steps[0] must create it", p.ID, t.Name)
-		}
-		seen[t.Name] = true
-		for i, s := range t.Steps {
-			if s.Up == nil {
-				return fmt.Errorf("pack %s: table %s: step to version %d has no Up function", p.ID, t.Name, i+1)
-			}
-		}
-	}
-	for _, d := range p.DependsOn {
-		if d == p.ID {
-			return fmt.Errorf("pack %s: depends on itself", p.ID)
-		}
-		if !idPattern.MatchString(d) {
-			return fmt.Errorf("pack %s: dependency %q is not a pack id", p.ID, d)
-		}
-	}
-	if p.Prefix != "" && (p.Prefix[0] != '/' || p.Prefix[len(p.Prefix)-1] != '/') {
-		return fmt.Errorf("pack %s: prefix %q must start and end with /", p.ID, p.Prefix)
-	}
-	return nil
-}
+func (p Pack) Validate() error { return Spec(p).Validate() }
 
-func (p Pack) prefix() string {
-	if p.Prefix != "" {
-		return p.Prefix
+// Spec is the pack as the pack runtime runs it. Serve and the test kit
+// (package sdktest) go through it; a pack's own code has no use for it.
+func Spec(p Pack) packrt.Spec {
+	s := packrt.Spec{
+		ID: p.ID, Version: p.Version, Description: p.Description,
+		DependsOn: p.DependsOn, Pages: p.Pages, Prefix: p.Prefix,
 	}
-	return "/" + p.ID + "/"
-}
-
-func (p Pack) table(name string) (Table, bool) {
 	for _, t := range p.Tables {
-		if t.Name == name {
-			return t, true
+		rt := packrt.Table{Name: t.Name, Create: t.Create}
+		for _, st := range t.Steps {
+			rt.Steps = append(rt.Steps, packrt.Step{Summary: st.Summary, Destructive: st.Destructive, Up: st.Up})
 		}
+		s.Tables = append(s.Tables, rt)
 	}
-	return Table{}, false
+	return s
 }

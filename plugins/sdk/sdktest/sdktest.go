@@ -15,13 +15,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/meta"
 	"github.com/packhost/packhost/internal/packerr"
 	"github.com/packhost/packhost/internal/packpb"
-	"github.com/packhost/packhost/internal/sdkhook"
+	"github.com/packhost/packhost/internal/packrt"
 	"github.com/packhost/packhost/internal/wire"
 	"github.com/packhost/packhost/plugins/sdk"
 )
@@ -63,10 +64,11 @@ func Start(t testing.TB, pack sdk.Pack, db Database) *Conn {
 			t.Fatalf("sdktest: %v", err)
 		}
 	}
-	srv, closeDB, err := sdkhook.NewServer(pack, db.Target)
-	if err != nil {
+	spec := sdk.Spec(pack)
+	if err := spec.Validate(); err != nil {
 		t.Fatalf("sdktest: start %s: %v", pack.ID, err)
 	}
+	srv, closeDB := packrt.NewServer(spec, hclog.NewNullLogger(), db.Target, db.Target.Driver != "")
 	client, server := plugin.TestPluginGRPCConn(t, false, wire.PluginSet(srv))
 	t.Cleanup(func() {
 		_ = client.Close()

@@ -1,4 +1,4 @@
-package sdk
+package packrt
 
 import (
 	"context"
@@ -32,7 +32,7 @@ const chunkSize = 32 << 10
 func (s *server) ServeHTTP(stream packpb.Pack_ServeHTTPServer) error {
 	pages := s.rt.pack.Pages
 	if pages == nil {
-		return s.fail(fmt.Errorf("%w: pack %s serves no pages", ErrNotSupported, s.rt.pack.ID))
+		return s.fail(fmt.Errorf("%w: pack %s serves no pages", packerr.ErrNotSupported, s.rt.pack.ID))
 	}
 	first, err := stream.Recv()
 	if err != nil {

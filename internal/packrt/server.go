@@ -1,4 +1,4 @@
-package sdk
+package packrt
 
 import (
 	"context"
@@ -21,7 +21,7 @@ func (s *server) Describe(ctx context.Context, _ *packpb.DescribeRequest) (*pack
 	p := s.rt.pack
 	resp := &packpb.DescribeResponse{
 		Id: p.ID, Version: p.Version, Description: p.Description,
-		DependsOn: p.DependsOn, SdkVersion: Version,
+		DependsOn: p.DependsOn, SdkVersion: SDKVersion,
 	}
 	for _, t := range p.Tables {
 		ti := &packpb.TableInfo{Name: t.Name, CodeVersion: int32(t.Version()), HasCreate: t.Create != nil}
@@ -32,7 +32,7 @@ func (s *server) Describe(ctx context.Context, _ *packpb.DescribeRequest) (*pack
 	}
 	if p.Pages != nil {
 		resp.Capabilities = append(resp.Capabilities, "http")
-		resp.HttpPrefix = p.prefix()
+		resp.HttpPrefix = p.PagePrefix()
 	}
 	return resp, nil
 }

@@ -1,4 +1,4 @@
-package sdk
+package packrt
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 // its tables. It opens the database on first use, so Describe works without
 // one.
 type runtime struct {
-	pack   Pack
+	pack   Spec
 	log    hclog.Logger
 	target dbconn.Target
 	hasDB  bool
@@ -31,7 +31,7 @@ type runtime struct {
 	db *gorm.DB
 }
 
-func newRuntime(p Pack, log hclog.Logger, target dbconn.Target, hasDB bool) *runtime {
+func newRuntime(p Spec, log hclog.Logger, target dbconn.Target, hasDB bool) *runtime {
 	return &runtime{pack: p, log: log, target: target, hasDB: hasDB}
 }
 
@@ -42,7 +42,7 @@ func (r *runtime) database() (*gorm.DB, error) {
 		return r.db, nil
 	}
 	if !r.hasDB {
-		return nil, ErrNoDatabase
+		return nil, packerr.ErrNoDatabase
 	}
 	db, err := dbconn.Open(r.target)
 	if err != nil {
