@@ -9,9 +9,9 @@ command -v zip >/dev/null || { echo "codeupdate: zip (Info-ZIP) is not installed
 mb=${PACKHOST_BENCH_MB:-500}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-go test -c -o "$work/update.test" ./host/update
+go test -c -o "$work/sysbackup.test" ./host/sysbackup
 mkdir -p "$work/tree" bench/results
-PACKHOST_BENCH_MB=$mb PACKHOST_BENCH_TREE="$work/tree" "$work/update.test" -test.run '^TestMakeBenchTree$' >/dev/null
+PACKHOST_BENCH_MB=$mb PACKHOST_BENCH_TREE="$work/tree" "$work/sysbackup.test" -test.run '^TestMakeBenchTree$' >/dev/null
 size=$(du -sb "$work/tree" | cut -f1)
 sync
 
@@ -22,7 +22,7 @@ zip_secs=$(echo "$t1 - $t0" | bc -l)
 zip_bytes=$(stat -c %s "$work/infozip.zip")
 rm -f "$work/infozip.zip"
 
-line=$(PACKHOST_BENCH_TREE="$work/tree" "$work/update.test" -test.run '^TestBackupBenchTree$' | grep '^seconds=')
+line=$(PACKHOST_BENCH_TREE="$work/tree" "$work/sysbackup.test" -test.run '^TestBackupBenchTree$' | grep '^seconds=')
 ph_secs=${line#seconds=}; ph_secs=${ph_secs%% *}
 ph_bytes=${line##*bytes=}
 

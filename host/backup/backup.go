@@ -36,11 +36,9 @@ import (
 
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/internal/backupfile"
+	"github.com/packhost/packhost/internal/naming"
 	"github.com/packhost/packhost/internal/packpb"
 )
-
-// StampLayout is the UTC timestamp in backup names.
-const StampLayout = "20060102T150405Z"
 
 // Prefix starts the name of every database backup directory.
 const Prefix = "db-"
@@ -57,15 +55,15 @@ func NameN(at time.Time, packID string, n int) string {
 	if n > 1 {
 		seq = "." + strconv.Itoa(n)
 	}
-	return Prefix + at.UTC().Format(StampLayout) + seq + "-" + packID
+	return Prefix + naming.Stamp(at) + seq + "-" + packID
 }
 
 // maxPerSecond bounds the backups of one pack within one second.
 const maxPerSecond = 99
 
-var namePattern = regexp.MustCompile(`^db-(\d{8}T\d{6}Z)(?:\.([1-9]\d?))?-([a-z0-9][a-z0-9._-]{1,63})$`)
+var namePattern = regexp.MustCompile(`^db-(` + naming.StampExpr + `)(?:\.([1-9]\d?))?-(` + naming.PackIDExpr + `)$`)
 
-var partialPattern = regexp.MustCompile(`^\.db-\d{8}T\d{6}Z(?:\.[1-9]\d?)?-[a-z0-9][a-z0-9._-]{1,63}\.partial$`)
+var partialPattern = regexp.MustCompile(`^\.db-` + naming.StampExpr + `(?:\.[1-9]\d?)?-` + naming.PackIDExpr + `\.partial$`)
 
 // IsPartial reports whether name is that of a backup being written (see
 // the lifecycle above); one that a killed host left may be removed.
@@ -79,7 +77,7 @@ func ParseName(name string) (at time.Time, n int, packID string, ok bool) {
 	if mm == nil {
 		return time.Time{}, 0, "", false
 	}
-	at, err := time.Parse(StampLayout, mm[1])
+	at, err := naming.ParseStamp(mm[1])
 	if err != nil {
 		return time.Time{}, 0, "", false
 	}
@@ -116,7 +114,7 @@ func Pack(ctx context.Context, dir string, p *packs.Pack, at time.Time, tables [
 			_ = os.RemoveAll(partial)
 		}
 	}()
-	req := &packpb.BackupRequest{Dir: partial, CreatedAt: at.UTC().Format(StampLayout), Tables: tables}
+	req := &packpb.BackupRequest{Dir: partial, CreatedAt: naming.Stamp(at), Tables: tables}
 	err = p.Backup(ctx, req, func(ev *packpb.Progress) {
 		if progress != nil {
 			progress(p.ID, ev)

@@ -6,11 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/packhost/packhost/host/install"
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/progress"
+	"github.com/packhost/packhost/host/recovery"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
-	"github.com/packhost/packhost/host/update"
+	"github.com/packhost/packhost/host/trust"
+	"github.com/packhost/packhost/host/updatezip"
 )
 
 // keygenCmd writes an ed25519 key pair for signing update zips.
@@ -26,12 +29,12 @@ func keygenCmd(e env, args []string) (int, error) {
 	if fs.NArg() > 0 {
 		return 0, usageErr("host keygen takes no arguments, got %q", fs.Args())
 	}
-	priv, pub, err := update.Keygen(*dir, *name)
+	priv, pub, err := trust.Keygen(*dir, *name)
 	if err != nil {
 		return 1, err
 	}
 	fmt.Fprintf(e.stdout, "private key %s (keep it secret; sign with `host pack sign --key %s ZIP`)\npublic key  %s (copy it into <root>/%s/ to trust it)\n",
-		priv, priv, pub, update.TrustedKeysDir)
+		priv, priv, pub, trust.Dir)
 	return 0, nil
 }
 
@@ -53,7 +56,7 @@ func packBuildCmd(e env, args []string) (int, error) {
 	if fs.NArg() == 0 {
 		return 0, usageErr("host pack build needs this platform's pack binary, then optionally OS/ARCH=BINARY for other platforms")
 	}
-	o := update.BuildOptions{Binary: fs.Arg(0), OutDir: *out, MinHostVersion: *minHost, Released: *released}
+	o := updatezip.BuildOptions{Binary: fs.Arg(0), OutDir: *out, MinHostVersion: *minHost, Released: *released}
 	for _, a := range fs.Args()[1:] {
 		plat, path, ok := strings.Cut(a, "=")
 		if !ok {
@@ -82,7 +85,7 @@ func packBuildCmd(e env, args []string) (int, error) {
 		o.WhatsNew = string(data)
 	}
 	if *keyFile != "" {
-		key, err := update.ReadPrivateKey(*keyFile)
+		key, err := trust.ReadPrivateKey(*keyFile)
 		if err != nil {
 			return 1, fmt.Errorf("pack build: %w", err)
 		}
@@ -93,7 +96,7 @@ func packBuildCmd(e env, args []string) (int, error) {
 		return 1, err
 	}
 	defer l.Close()
-	path, m, err := update.Build(e.ctx, l, o)
+	path, m, err := updatezip.Build(e.ctx, l, o)
 	if err != nil {
 		return 1, err
 	}
@@ -122,12 +125,12 @@ func packSignCmd(e env, args []string) (int, error) {
 	if *keyFile == "" || fs.NArg() == 0 {
 		return 0, usageErr("host pack sign needs --key KEYFILE and one or more zips")
 	}
-	key, err := update.ReadPrivateKey(*keyFile)
+	key, err := trust.ReadPrivateKey(*keyFile)
 	if err != nil {
 		return 1, err
 	}
 	for _, z := range fs.Args() {
-		if err := update.Sign(z, key); err != nil {
+		if err := updatezip.Sign(z, key); err != nil {
 			return 1, err
 		}
 		fmt.Fprintf(e.stdout, "signed %s\n", z)
@@ -207,11 +210,11 @@ func installPending(e env, sys *system.System, noBackup bool) error {
 func installUpdates(e env, sys *system.System, noBackup, reinstall bool) error {
 	bars := progress.New(e.stdout, sys.Log)
 	lastTenth := int64(-1)
-	in := &update.Installer{
+	in := &install.Installer{
 		Root:     sys.Root,
-		Inspect:  update.Options{HostVersion: HostVersion, AllowSameVersion: reinstall},
+		Inspect:  updatezip.Options{HostVersion: HostVersion, AllowSameVersion: reinstall},
 		Packs:    packs.Config{DB: sys.Target, HasDB: sys.DB != nil, Logger: sys.Log},
-		DB:       update.PackDB{Root: sys.Root, Log: sys.Log, Target: sys.Target, DB: sys.DB},
+		DB:       install.PackDB{Root: sys.Root, Log: sys.Log, Target: sys.Target, DB: sys.DB},
 		NoBackup: noBackup,
 		Log:      sys.Log,
 		Progress: func(done, total int64) {
@@ -248,7 +251,7 @@ func orNew(v string) string {
 // too, it starts the old packs to do it.
 func recoverInstall(e env, c common) error {
 	log := c.logger(e)
-	r, err := update.Recover(c.root)
+	r, err := recovery.Recover(c.root)
 	if err != nil {
 		return err
 	}
@@ -264,7 +267,7 @@ func recoverInstall(e env, c common) error {
 		return fmt.Errorf("recover an interrupted install: %w", err)
 	}
 	defer sys.Close()
-	if err := update.FinishRecovery(e.ctx, sys.Root, sys.Packs, update.PackDB{Root: sys.Root, Log: log, Target: sys.Target, DB: sys.DB}); err != nil {
+	if err := recovery.FinishRecovery(e.ctx, sys.Root, sys.Packs, install.PackDB{Root: sys.Root, Log: log, Target: sys.Target, DB: sys.DB}); err != nil {
 		return err
 	}
 	log.Info("the database is back as it was before the interrupted install")
@@ -274,18 +277,18 @@ func recoverInstall(e env, c common) error {
 // inspectPending reports the zips in Updates_Pending with what they hold
 // and every problem found, changing nothing.
 func inspectPending(root string) ([]report.PendingUpdate, error) {
-	zips, err := update.Inspect(root, update.Options{HostVersion: HostVersion})
-	return update.Reports(zips), err
+	zips, err := updatezip.Inspect(root, updatezip.Options{HostVersion: HostVersion})
+	return updatezip.Reports(zips), err
 }
 
 // interruptedInstall is a problem when an install did not finish.
 func interruptedInstall(root string) []string {
-	busy, err := update.Pending(root)
+	busy, err := recovery.HasJournal(root)
 	switch {
 	case err != nil:
-		return []string{fmt.Sprintf("read the install journal %s: %v", update.JournalFile, err)}
+		return []string{fmt.Sprintf("read the install journal %s: %v", recovery.JournalFile, err)}
 	case busy:
-		return []string{fmt.Sprintf("an install was interrupted (%s): the next `host run` or `host db` command finishes or undoes it before anything else", update.JournalFile)}
+		return []string{fmt.Sprintf("an install was interrupted (%s): the next `host run` or `host db` command finishes or undoes it before anything else", recovery.JournalFile)}
 	}
 	return nil
 }

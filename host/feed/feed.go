@@ -27,19 +27,17 @@
 package feed
 
 import (
-	"archive/zip"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"time"
 
+	"github.com/Masterminds/semver/v3"
 	"github.com/packhost/packhost/host/manifest"
+	"github.com/packhost/packhost/internal/naming"
 )
 
 // Sentinel errors of a fetch. Each is wrapped with the feed's URL or the
@@ -134,9 +132,9 @@ func Parse(data []byte) (*Document, error) {
 // Validate checks an entry's fields; the zip name it makes is safe.
 func (e Entry) Validate() error {
 	switch {
-	case !manifest.IDPattern.MatchString(e.PackID):
-		return fmt.Errorf("pack_id %q must match %s", e.PackID, manifest.IDPattern)
-	case !semverPattern.MatchString(e.Version):
+	case !naming.PackID.MatchString(e.PackID):
+		return fmt.Errorf("pack_id %q must match %s", e.PackID, naming.PackID)
+	case !isSemver(e.Version):
 		return fmt.Errorf("version %q is not semver", e.Version)
 	case !manifest.SHA256Pattern.MatchString(e.SHA256):
 		return fmt.Errorf("sha256 %q is not 64 lower-case hex digits", e.SHA256)
@@ -148,55 +146,9 @@ func (e Entry) Validate() error {
 	return nil
 }
 
-var semverPattern = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
-
-// Zip is what the host reads of an update zip without unpacking it.
-type Zip struct {
-	Manifest *manifest.Manifest
-	// ManifestBytes are pack.json's exact bytes, which the signature signs.
-	ManifestBytes []byte
-	// Signature is pack.json.sig's text; empty when the zip has none.
-	Signature string
-}
-
-// ReadUpdateZip reads the manifest and its signature from an update zip.
-func ReadUpdateZip(path string) (*Zip, error) {
-	zr, err := zip.OpenReader(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: not a readable zip: %w", filepath.Base(path), err)
-	}
-	defer zr.Close()
-	read := func(name string) ([]byte, bool, error) {
-		for _, f := range zr.File {
-			if f.Name != name {
-				continue
-			}
-			rc, err := f.Open()
-			if err != nil {
-				return nil, true, err
-			}
-			defer rc.Close()
-			data, err := io.ReadAll(io.LimitReader(rc, 1<<20))
-			return data, true, err
-		}
-		return nil, false, nil
-	}
-	data, ok, err := read(manifest.FileName)
-	if err != nil {
-		return nil, fmt.Errorf("%s: read %s: %w", filepath.Base(path), manifest.FileName, err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("%s: no %s in the zip", filepath.Base(path), manifest.FileName)
-	}
-	m, err := manifest.Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
-	}
-	sig, _, err := read(manifest.FileName + ".sig")
-	if err != nil {
-		return nil, fmt.Errorf("%s: read %s.sig: %w", filepath.Base(path), manifest.FileName, err)
-	}
-	return &Zip{Manifest: m, ManifestBytes: data, Signature: strings.TrimSpace(string(sig))}, nil
+func isSemver(v string) bool {
+	_, err := semver.StrictNewVersion(v)
+	return err == nil
 }
 
 // HostConfigFile is the host's configuration file in the system directory.

@@ -22,7 +22,8 @@ import (
 
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/progress"
-	"github.com/packhost/packhost/host/update"
+	"github.com/packhost/packhost/host/trust"
+	"github.com/packhost/packhost/host/updatezip"
 )
 
 // Folders of the system directory the fetcher uses (SPEC).
@@ -136,12 +137,12 @@ func (f *Fetcher) Check(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read feed %s: %w", f.URL, err)
 	}
-	keys, err := update.LoadTrustedKeys(f.Root)
+	keys, err := trust.LoadTrustedKeys(f.Root)
 	if err != nil {
 		return nil, fmt.Errorf("load trusted keys: %w; fix or remove the key file", err)
 	}
 	res := &Result{URL: f.URL, CheckedAt: f.Now().UTC()}
-	var signer *update.Key
+	var signer *trust.Key
 	if len(keys) > 0 {
 		sigURL := *base
 		sigURL.Path += ".sig"
@@ -261,13 +262,13 @@ func (f *Fetcher) local() (map[string]string, map[string]*semver.Version, error)
 	pending := map[string]*semver.Version{}
 	paths, _ := filepath.Glob(filepath.Join(f.Root, PendingDir, "*.zip"))
 	for _, p := range paths {
-		z, err := ReadUpdateZip(p)
+		m, err := updatezip.ReadManifest(p)
 		if err != nil {
 			continue // reported by `host status`; the name check still applies
 		}
-		v := z.Manifest.SemVer()
-		if cur := pending[z.Manifest.ID]; cur == nil || v.GreaterThan(cur) {
-			pending[z.Manifest.ID] = v
+		v := m.SemVer()
+		if cur := pending[m.ID]; cur == nil || v.GreaterThan(cur) {
+			pending[m.ID] = v
 		}
 	}
 	return installed, pending, nil
@@ -322,7 +323,7 @@ type seen struct {
 
 // recordSequence refuses a feed older than the last one seen under the
 // same key (signer's, or the URL when signer is nil), and records it.
-func (f *Fetcher) recordSequence(seq int64, data []byte, signer *update.Key) error {
+func (f *Fetcher) recordSequence(seq int64, data []byte, signer *trust.Key) error {
 	path := filepath.Join(f.Root, DataDir, StateFile)
 	var st state
 	if b, err := os.ReadFile(path); err == nil {
@@ -558,12 +559,12 @@ func (f *Fetcher) download(ctx context.Context, e Entry) error {
 
 // matchesEntry checks that the downloaded zip at path is what the feed
 // entry says: its pack.json names the entry's pack and version. The zip is
-// read by host/update's inspection, the reader installs use, so the
+// read by host/updatezip's inspection, the reader installs use, so the
 // manifest checked here is the one that would be installed; the zip's
 // other problems (platform, signature, files) are reported by `host
 // status` and refused at install, as for a zip dropped in by hand.
 func matchesEntry(path string, e Entry) error {
-	z := update.InspectZip(path, nil, nil, update.Options{})
+	z := updatezip.InspectZip(path, nil, nil, updatezip.Options{})
 	if z.Manifest == nil {
 		return fmt.Errorf("%s: %w: its pack.json cannot be read (%s); the download was deleted and nothing was added to %s",
 			e.FileName(), ErrNotAsListed, strings.Join(z.Problems, "; "), PendingDir)

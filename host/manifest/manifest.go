@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+	"github.com/packhost/packhost/internal/naming"
 )
 
 // FileName is the manifest's name in a zip and in an installed pack's directory.
@@ -51,8 +52,6 @@ type Binary struct {
 }
 
 var (
-	// IDPattern is what a pack id looks like (SPEC).
-	IDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{1,63}$`)
 	// SHA256Pattern is a sha256 sum as the manifest writes it.
 	SHA256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
@@ -100,8 +99,8 @@ func (m *Manifest) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
 	}
-	if !IDPattern.MatchString(m.ID) {
-		return bad("id %q must match %s", m.ID, IDPattern)
+	if !naming.PackID.MatchString(m.ID) {
+		return bad("id %q must match %s", m.ID, naming.PackID)
 	}
 	if _, err := semver.StrictNewVersion(m.Version); err != nil {
 		return bad("version %q is not semver: %v", m.Version, err)
@@ -134,7 +133,7 @@ func (m *Manifest) Validate() error {
 		}
 	}
 	for _, d := range m.DependsOn {
-		if !IDPattern.MatchString(d) || d == m.ID {
+		if !naming.PackID.MatchString(d) || d == m.ID {
 			return bad("depends_on: %q is not another pack's id", d)
 		}
 	}

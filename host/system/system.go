@@ -18,6 +18,7 @@ import (
 
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/report"
+	"github.com/packhost/packhost/host/trust"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/meta"
 	"github.com/packhost/packhost/internal/packpb"
@@ -30,7 +31,7 @@ const (
 	PendingDir     = "Updates_Pending"
 	InstalledDir   = "Updates_Installed"
 	BackupsDir     = "Updates_Backups"
-	TrustedKeysDir = "trusted_keys"
+	TrustedKeysDir = trust.Dir
 	SQLiteFile     = "host.db"
 )
 

@@ -7,7 +7,6 @@ import (
 	"html/template"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -15,11 +14,12 @@ import (
 	"github.com/yuin/goldmark"
 
 	"github.com/packhost/packhost/host/backup"
-	"github.com/packhost/packhost/host/feed"
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
-	"github.com/packhost/packhost/host/update"
+	"github.com/packhost/packhost/host/trust"
+	"github.com/packhost/packhost/host/updatezip"
+	"github.com/packhost/packhost/internal/naming"
 )
 
 const (
@@ -50,11 +50,11 @@ type pendingView struct {
 }
 
 // pendingDetails describes each pending zip: whats_new rendered, db_changes,
-// signature status and problems, as host/update's inspection finds them
+// signature status and problems, as host/updatezip's inspection finds them
 // (the same as `host status`). When the report carries only file names, the
 // zips are inspected here. trust says how the system checks signatures.
 func pendingDetails(root string, rep *report.Report) ([]pendingView, string) {
-	keys, kerr := update.LoadTrustedKeys(root)
+	keys, kerr := trust.LoadTrustedKeys(root)
 	trust := "No trusted keys in trusted_keys/: unsigned update zips are accepted."
 	if kerr != nil {
 		trust = "Trusted keys could not be read: " + kerr.Error()
@@ -73,27 +73,27 @@ func pendingDetails(root string, rep *report.Report) ([]pendingView, string) {
 		}
 	}
 	if !detailed {
-		zips, err := update.Inspect(root, update.Options{})
+		zips, err := updatezip.Inspect(root, updatezip.Options{})
 		if err != nil {
 			trust += " Inspecting the pending zips failed: " + err.Error()
 		} else {
-			list = update.Reports(zips)
+			list = updatezip.Reports(zips)
 		}
 	}
 	var out []pendingView
 	for _, u := range list {
 		v := pendingView{PendingUpdate: u, WhatsNewHTML: renderMarkdown(u.WhatsNew)}
 		switch u.Signature {
-		case update.SigSigned:
+		case updatezip.SigSigned:
 			v.SignatureText, v.SignatureOK = "signed by "+u.SignedBy, true
-		case update.SigUnsigned:
+		case updatezip.SigUnsigned:
 			v.SignatureText, v.SignatureOK = "unsigned", len(keys) == 0 && kerr == nil
 			if v.SignatureOK {
 				v.SignatureText += " (accepted: no trusted keys)"
 			}
-		case update.SigUnverified:
+		case updatezip.SigUnverified:
 			v.SignatureText, v.SignatureOK = "signed, not verified (no trusted keys)", true
-		case update.SigInvalid:
+		case updatezip.SigInvalid:
 			v.SignatureText = "invalid"
 		default:
 			v.SignatureText = "unknown"
@@ -113,7 +113,7 @@ type Backup struct {
 
 // listBackups lists Updates_Backups, newest first: the database backups
 // through host/backup.List, and the system-<ts>.zip files that
-// host/update's install writes, which that list does not cover.
+// host/install writes, which that list does not cover.
 func listBackups(dir string) ([]Backup, error) {
 	dbs, err := backup.List(dir)
 	if err != nil {
@@ -128,7 +128,7 @@ func listBackups(dir string) ([]Backup, error) {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
 	for _, p := range zips {
-		at, ok := nameTime(filepath.Base(p))
+		at, ok := naming.StampIn(filepath.Base(p))
 		fi, err := os.Stat(p)
 		if !ok || err != nil || !fi.Mode().IsRegular() {
 			continue
@@ -174,14 +174,13 @@ func listInstalled(dir string) ([]Installed, error) {
 			continue
 		}
 		it := Installed{File: e.Name(), Size: info.Size(), InstalledAt: info.ModTime().UTC()}
-		if ts, ok := nameTime(e.Name()); ok {
+		if ts, ok := naming.StampIn(e.Name()); ok {
 			it.InstalledAt = ts
 		}
-		z, err := feed.ReadUpdateZip(filepath.Join(dir, e.Name()))
+		m, err := updatezip.ReadManifest(filepath.Join(dir, e.Name()))
 		if err != nil {
 			it.Problem = err.Error()
 		} else {
-			m := z.Manifest
 			it.PackID, it.Version, it.Released, it.WhatsNew, it.DBChanges = m.ID, m.Version, m.Released, m.WhatsNew, m.DBChanges
 			it.WhatsNewHTML = renderMarkdown(m.WhatsNew)
 		}
@@ -189,18 +188,6 @@ func listInstalled(dir string) ([]Installed, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].InstalledAt.After(out[j].InstalledAt) })
 	return out, nil
-}
-
-var stampPattern = regexp.MustCompile(`(\d{8}T\d{6}Z)`)
-
-// nameTime reads the UTC yyyymmddThhmmssZ stamp in a file name.
-func nameTime(name string) (time.Time, bool) {
-	m := stampPattern.FindAllString(name, -1)
-	if len(m) == 0 {
-		return time.Time{}, false
-	}
-	t, err := time.Parse("20060102T150405Z", m[len(m)-1])
-	return t, err == nil
 }
 
 func humanSize(n int64) string {

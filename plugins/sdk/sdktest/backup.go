@@ -12,6 +12,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/packhost/packhost/internal/naming"
 	"github.com/packhost/packhost/internal/packerr"
 	"github.com/packhost/packhost/internal/packpb"
 	"github.com/packhost/packhost/plugins/sdk"
@@ -20,7 +21,7 @@ import (
 // Backup writes a backup of the pack's tables into dir, as the host does
 // before an upgrade.
 func (c *Conn) Backup(ctx context.Context, dir string) error {
-	stream, err := c.client.Backup(ctx, &packpb.BackupRequest{Dir: dir, CreatedAt: time.Now().UTC().Format("20060102T150405Z")})
+	stream, err := c.client.Backup(ctx, &packpb.BackupRequest{Dir: dir, CreatedAt: naming.Stamp(time.Now())})
 	if err != nil {
 		return packerr.FromStatus(err)
 	}

@@ -1,4 +1,7 @@
-package update
+// Package sysbackup writes the system backup taken before code updates are
+// installed: a zip of the whole system directory (without Updates_Backups
+// and Updates_Installed), compressed in parallel.
+package sysbackup
 
 import (
 	"archive/zip"
@@ -19,10 +22,8 @@ import (
 
 	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/internal/backupfile"
+	"github.com/packhost/packhost/internal/naming"
 )
-
-// TimeFormat is the UTC timestamp in backup and installed-zip names.
-const TimeFormat = "20060102T150405Z"
 
 // chunkSize is the unit of parallel compression: each chunk of a file is
 // deflated on its own and the pieces are joined into one deflate stream.
@@ -37,7 +38,7 @@ func BackupSystem(ctx context.Context, root string, ts time.Time, progress func(
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("system backup: %w", err)
 	}
-	out := filepath.Join(dir, "system-"+ts.UTC().Format(TimeFormat)+".zip")
+	out := filepath.Join(dir, "system-"+naming.Stamp(ts)+".zip")
 	skip := func(rel string) bool { return rel == system.BackupsDir || rel == system.InstalledDir }
 	tmp, err := os.CreateTemp(dir, ".system-*.zip.tmp")
 	if err != nil {

@@ -1,4 +1,4 @@
-package update
+package sysbackup
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/internal/ziptest"
 )
 
 // writeTree makes a small system directory with compressible, random and
@@ -68,15 +69,15 @@ func TestSystemBackupHoldsTheWholeSystemDirectory(t *testing.T) {
 	if b, err := exec.Command("unzip", "-q", out, "-d", dest).CombinedOutput(); err != nil {
 		t.Fatalf("unzip: %v\n%s", err, b)
 	}
-	want := snapshot(t, root)
+	want := ziptest.Snapshot(t, root)
 	for k := range want {
 		if k == "." || strings.HasPrefix(k, system.BackupsDir) || strings.HasPrefix(k, system.InstalledDir) {
 			delete(want, k)
 		}
 	}
-	got := snapshot(t, dest)
+	got := ziptest.Snapshot(t, dest)
 	delete(got, ".")
-	assertSame(t, want, got)
+	ziptest.AssertSame(t, want, got)
 }
 
 func TestStoredChunksAreValidDeflate(t *testing.T) {

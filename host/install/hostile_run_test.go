@@ -1,4 +1,4 @@
-package update
+package install
 
 import (
 	"crypto/ed25519"
@@ -12,11 +12,13 @@ import (
 	"testing"
 
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/host/updatezip"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/meta"
 	"github.com/packhost/packhost/internal/packtest"
 	"github.com/packhost/packhost/internal/schema"
+	"github.com/packhost/packhost/internal/ziptest"
 )
 
 // target is the database the system s uses.
@@ -115,32 +117,32 @@ func TestRunInstallUpdatesRefusesHostileZips(t *testing.T) {
 			t.Fatal(err)
 		}
 		zipPath := filepath.Join(s.root, system.PendingDir, "notes-1.3.0.zip")
-		for _, tc := range hostileCases(hostileVersions{installed: "1.2.0", version: "1.3.0", limit: DefaultLimits.MaxUncompressed}) {
-			t.Run(tc.name, func(t *testing.T) {
+		for _, tc := range ziptest.HostileCases(ziptest.HostileVersions{Installed: "1.2.0", Version: "1.3.0", Limit: updatezip.DefaultLimits.MaxUncompressed}) {
+			t.Run(tc.Name, func(t *testing.T) {
 				var keyFile string
-				if tc.keys {
+				if tc.Keys {
 					keyFile = trustKey(t, s.root, key)
 				}
-				tc.make(t, zipPath, key)
+				tc.Make(t, zipPath, key)
 				defer func() {
 					os.Remove(zipPath)
 					if keyFile != "" {
 						os.RemoveAll(filepath.Dir(keyFile))
 					}
 				}()
-				before := snapshot(t, s.root)
+				before := ziptest.Snapshot(t, s.root)
 				r := packtest.RunHost(t, "run", "--install-updates", "--addr", "127.0.0.1:0", "--root", s.root, "--db", s.db)
 				out := r.Stdout + r.Stderr
 				if r.Code != 1 {
 					t.Fatalf("exit %d, want 1:\n%s", r.Code, out)
 				}
-				for _, want := range []string{"notes-1.3.0.zip", tc.problem, "nothing was installed"} {
+				for _, want := range []string{"notes-1.3.0.zip", tc.Problem, "nothing was installed"} {
 					if !strings.Contains(out, want) {
 						t.Errorf("output lacks %q:\n%s", want, out)
 					}
 				}
-				assertSame(t, before, snapshot(t, s.root))
-				assertSame(t, baseline, dbSnapshot(t, target))
+				ziptest.AssertSame(t, before, ziptest.Snapshot(t, s.root))
+				ziptest.AssertSame(t, baseline, dbSnapshot(t, target))
 			})
 		}
 	})

@@ -1,4 +1,4 @@
-package update
+package install
 
 import (
 	"os"
@@ -7,9 +7,11 @@ import (
 	"testing"
 
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/internal/crashpoint"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/packtest"
+	"github.com/packhost/packhost/internal/ziptest"
 )
 
 // coreOnly is a system with only core installed (from its zip), on the
@@ -32,7 +34,7 @@ func coreOnly(t *testing.T, db dbtest.DB) sys {
 // filesOutsideData is snapshot of root without the database files and
 // the backups an install writes before it fails.
 func filesOutsideData(t *testing.T, root string) map[string]string {
-	out := snapshot(t, root)
+	out := ziptest.Snapshot(t, root)
 	for k := range out {
 		if k == "data" || strings.HasPrefix(k, "data"+string(filepath.Separator)) || strings.HasPrefix(k, system.BackupsDir+string(filepath.Separator)) {
 			delete(out, k)
@@ -65,8 +67,8 @@ func TestRollbackDropsTheTablesOfANewPack(t *testing.T) {
 				!strings.Contains(out, "the old versions were put back") {
 				t.Fatalf("exit %d, want 1 naming the failed upgrade:\n%s", r.Code, out)
 			}
-			assertSame(t, baseline, dbSnapshot(t, s.target()))
-			assertSame(t, before, filesOutsideData(t, s.root))
+			ziptest.AssertSame(t, baseline, dbSnapshot(t, s.target()))
+			ziptest.AssertSame(t, before, filesOutsideData(t, s.root))
 			s.wantClean()
 
 			// The system takes the pack later, from a zip that works.
@@ -81,7 +83,7 @@ func TestRollbackDropsTheTablesOfANewPack(t *testing.T) {
 			s := coreOnly(t, db)
 			zip3 := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3"}))
 			baseline := dbSnapshot(t, s.target())
-			code, out := s.install([]string{EnvCrashAt + "=after-upgrade"}, nil, zip3)
+			code, out := s.install([]string{crashpoint.Env + "=after-upgrade"}, nil, zip3)
 			if code != -1 {
 				t.Fatalf("exit %d, want the host killed after the upgrade:\n%s", code, out)
 			}
@@ -91,7 +93,7 @@ func TestRollbackDropsTheTablesOfANewPack(t *testing.T) {
 			if code, out := s.install(nil, []string{"--recover-only"}); code != 0 || !strings.Contains(out, "undone") {
 				t.Fatalf("restart: exit %d, want the install undone:\n%s", code, out)
 			}
-			assertSame(t, baseline, dbSnapshot(t, s.target()))
+			ziptest.AssertSame(t, baseline, dbSnapshot(t, s.target()))
 			if _, err := os.Stat(filepath.Join(s.root, "packs", "notes")); !os.IsNotExist(err) {
 				t.Errorf("packs/notes after the undo: %v", err)
 			}

@@ -1,4 +1,4 @@
-package update
+package install
 
 import (
 	"os"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/packhost/packhost/host/recovery"
 	"github.com/packhost/packhost/internal/packtest"
 )
 
@@ -17,7 +18,7 @@ import (
 // removes the old temporary ones only.
 func TestStartSweepsWhatAKilledHostLeft(t *testing.T) {
 	s := sys{t: t, host: packtest.Host(t), root: t.TempDir()}
-	old := time.Now().Add(-2 * SweepAge)
+	old := time.Now().Add(-2 * recovery.SweepAge)
 	write := func(rel string, age time.Time) {
 		t.Helper()
 		p := filepath.Join(s.root, rel)

@@ -1,4 +1,4 @@
-package update
+package install
 
 import (
 	"fmt"
@@ -13,9 +13,11 @@ import (
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/internal/crashpoint"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/packtest"
+	"github.com/packhost/packhost/internal/ziptest"
 )
 
 // copyOf returns a copy of the prepared system tmpl for one test: the
@@ -120,7 +122,7 @@ func TestCrashAtEveryStepLeavesAWholeVersion(t *testing.T) {
 		for _, step := range CrashSteps {
 			t.Run("killed "+step, func(t *testing.T) {
 				s := copyOf(t, tmpl)
-				code, out := s.install([]string{EnvCrashAt + "=" + step}, nil, zip3)
+				code, out := s.install([]string{crashpoint.Env + "=" + step}, nil, zip3)
 				if code != -1 {
 					t.Fatalf("exit %d, want the host killed at %s:\n%s", code, step, out)
 				}
@@ -170,7 +172,7 @@ func TestCrashBetweenTwoPacksUpgrades(t *testing.T) {
 		notes3 := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3"}))
 		memo3 := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"id": "memo", "release": "3"}))
 
-		code, out := s.install([]string{EnvCrashAt + "=" + CrashBetweenPackUpgrades}, nil, notes3, memo3)
+		code, out := s.install([]string{crashpoint.Env + "=" + CrashBetweenPackUpgrades}, nil, notes3, memo3)
 		if code != -1 {
 			t.Fatalf("exit %d, want the host killed between the two upgrades:\n%s", code, out)
 		}
@@ -197,7 +199,7 @@ func TestCrashBetweenTwoPacksUpgrades(t *testing.T) {
 		s.wantPack("memo", "1.2.0", 2)
 		// Every table, meta row and schema text as before the install (the
 		// times a restore writes aside).
-		assertSame(t, withoutTimes(before), withoutTimes(dbSnapshot(t, s.target())))
+		ziptest.AssertSame(t, withoutTimes(before), withoutTimes(dbSnapshot(t, s.target())))
 		if p := pendingNames(t, s.root, system.PendingDir); len(p) != 2 {
 			t.Errorf("pending: %v, want both zips", p)
 		}

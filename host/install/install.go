@@ -1,13 +1,13 @@
-package update
+// Package install installs the update zips waiting in Updates_Pending: it
+// backs up, stages, swaps, relaunches and upgrades as named steps, with a
+// journal (host/recovery) that lets an interrupted install be finished or
+// undone.
+package install
 
 import (
-	"archive/zip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,10 +15,14 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/recovery"
+	"github.com/packhost/packhost/host/sysbackup"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/host/updatezip"
 	"github.com/packhost/packhost/internal/backupfile"
+	"github.com/packhost/packhost/internal/crashpoint"
+	"github.com/packhost/packhost/internal/naming"
 )
 
 // DBSteps backs up, upgrades and restores the tables of packs for an
@@ -36,10 +40,10 @@ type DBSteps interface {
 	// RecordNew reads what the database holds of the pack id and of the
 	// tables its new version declares, before they are upgraded. replaced
 	// says that an older version of the pack was installed.
-	RecordNew(ctx context.Context, id string, tables []string, replaced bool) (*NewPackDB, error)
+	RecordNew(ctx context.Context, id string, tables []string, replaced bool) (*recovery.NewPackDB, error)
 	// DropNew puts the database back as RecordNew found it: it drops the
 	// tables the install created and puts the pack's meta rows back.
-	DropNew(ctx context.Context, id string, rec *NewPackDB) error
+	DropNew(ctx context.Context, id string, rec *recovery.NewPackDB) error
 }
 
 // Installer installs the zips waiting in Updates_Pending.
@@ -65,7 +69,7 @@ type DBSteps interface {
 type Installer struct {
 	Root string
 	// Inspect is how zips are checked (host version, limits).
-	Inspect Options
+	Inspect updatezip.Options
 	// Packs says how to start packs (database, timeouts, logger).
 	Packs packs.Config
 	DB    DBSteps
@@ -86,7 +90,7 @@ const RollbackTimeout = time.Hour
 // Result says what an install did.
 type Result struct {
 	// Zips are the installed zips, in install order.
-	Zips []*Zip
+	Zips []*updatezip.Zip
 	// SystemBackup is the system backup's path, "" with NoBackup.
 	SystemBackup string
 	// DBBackup is the database backup's token, "" when none was taken.
@@ -100,7 +104,7 @@ type Result struct {
 type InstallError struct {
 	Step string
 	Err  error
-	Zips []*Zip
+	Zips []*updatezip.Zip
 	// RollbackErr is set when putting things back failed too.
 	RollbackErr error
 }
@@ -134,12 +138,12 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 	if in.Now != nil {
 		now = in.Now
 	}
-	zips, err := Inspect(in.Root, in.Inspect)
+	zips, err := updatezip.Inspect(in.Root, in.Inspect)
 	if err != nil {
 		return nil, err
 	}
 	if len(zips) == 0 {
-		return nil, ErrNothingPending
+		return nil, updatezip.ErrNothingPending
 	}
 	var bad []string
 	for _, z := range zips {
@@ -149,22 +153,22 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 	}
 	if len(bad) > 0 {
 		return nil, &InstallError{Step: "validate", Zips: zips,
-			Err: fmt.Errorf("%w: nothing was installed:\n  %s", ErrInvalidZip, strings.Join(bad, "\n  "))}
+			Err: fmt.Errorf("%w: nothing was installed:\n  %s", updatezip.ErrInvalidZip, strings.Join(bad, "\n  "))}
 	}
-	stamp := now().UTC().Format(TimeFormat)
+	stamp := naming.Stamp(now())
 	res := &Result{Zips: zips}
-	j := &Journal{Stamp: stamp}
+	j := &recovery.Journal{Stamp: stamp}
 	var replaced []string
 	for _, z := range zips {
 		m := z.Manifest
-		j.Packs = append(j.Packs, JournalEntry{
+		j.Packs = append(j.Packs, recovery.JournalEntry{
 			ID: m.ID, Version: m.Version, OldVersion: z.Installed, Zip: z.File,
 			Stage: "." + m.ID + ".new-" + stamp, Old: "." + m.ID + ".old-" + stamp,
 		})
 		if z.Installed != "" {
 			replaced = append(replaced, m.ID)
 		}
-		log.Info("installing", "zip", z.File, "pack", m.ID, "from", dashIfEmpty(z.Installed), "to", m.Version, "signature", z.Signature)
+		log.Info("installing", "zip", z.File, "pack", m.ID, "from", recovery.OrNew(z.Installed), "to", m.Version, "signature", z.Signature)
 	}
 
 	if !in.NoBackup && in.DB != nil {
@@ -178,13 +182,13 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 	}
 	if !in.NoBackup {
 		log.Info("backing up the system directory")
-		res.SystemBackup, err = BackupSystem(ctx, in.Root, now(), in.Progress)
+		res.SystemBackup, err = sysbackup.BackupSystem(ctx, in.Root, now(), in.Progress)
 		if err != nil {
 			return nil, &InstallError{Step: "system backup", Err: err}
 		}
 		j.SystemBackup = res.SystemBackup
 		log.Info("system backup written", "path", res.SystemBackup)
-		crashPoint("after-system-backup")
+		crashpoint.At("after-system-backup")
 		if len(replaced) > 0 && in.DB != nil {
 			res.DBBackup, err = in.DB.Backup(ctx, running, replaced)
 			if err != nil {
@@ -193,14 +197,14 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 			j.DBBackup = res.DBBackup
 			log.Info("database backup written", "token", res.DBBackup)
 		}
-		crashPoint("after-db-backup")
+		crashpoint.At("after-db-backup")
 	}
 
-	j.State = stateStaging
-	if err := j.write(in.Root); err != nil {
+	j.State = recovery.StateStaging
+	if err := j.Write(in.Root); err != nil {
 		return nil, &InstallError{Step: "journal", Err: err}
 	}
-	crashPoint("after-journal")
+	crashpoint.At("after-journal")
 
 	fail := func(step string, err error) (*Result, error) {
 		log.Error("install failed; putting the old versions back", "step", step, "error", err)
@@ -214,17 +218,17 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 	}
 	packsDir := filepath.Join(in.Root, packs.Dir)
 	for i, z := range zips {
-		if err := extract(z, filepath.Join(packsDir, j.Packs[i].Stage), in.Inspect.withDefaults().Limits); err != nil {
+		if err := updatezip.Extract(z, filepath.Join(packsDir, j.Packs[i].Stage), in.Inspect.WithDefaults().Limits); err != nil {
 			return fail("stage "+z.File, err)
 		}
-		crashPoint("mid-stage")
+		crashpoint.At("mid-stage")
 	}
 	if err := backupfile.SyncDir(packsDir); err != nil {
 		return fail("stage", err)
 	}
-	crashPoint("after-stage")
+	crashpoint.At("after-stage")
 
-	if err := j.setState(in.Root, stateSwapping); err != nil {
+	if err := j.SetState(in.Root, recovery.StateSwapping); err != nil {
 		return fail("journal", err)
 	}
 	for _, e := range j.Packs {
@@ -232,8 +236,8 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 			return fail("swap "+e.ID, err)
 		}
 	}
-	crashPoint("after-swap")
-	if err := j.setState(in.Root, stateSwapped); err != nil {
+	crashpoint.At("after-swap")
+	if err := j.SetState(in.Root, recovery.StateSwapped); err != nil {
 		return fail("journal", err)
 	}
 
@@ -242,7 +246,7 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 		return fail("start packs", err)
 	}
 	defer l.Close()
-	newPacks, err := startInstalled(ctx, l, in.Root, j.ids(), log)
+	newPacks, err := startInstalled(ctx, l, in.Root, j.IDs(), log)
 	if err != nil {
 		l.Close()
 		return fail("start the new versions", err)
@@ -253,7 +257,7 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 			return fail("start the new versions", fmt.Errorf("pack %s did not start", e.ID))
 		}
 	}
-	crashPoint("after-relaunch")
+	crashpoint.At("after-relaunch")
 	if in.DB != nil {
 		// Record which of the tables each new version declares do not
 		// exist yet, so that a rollback can drop them: a pack the install
@@ -279,24 +283,24 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 			j.Packs[i].New = rec
 		}
 	}
-	if err := j.setState(in.Root, stateUpgrading); err != nil {
+	if err := j.SetState(in.Root, recovery.StateUpgrading); err != nil {
 		l.Close()
 		return fail("journal", err)
 	}
 	if in.DB != nil {
-		if err := in.DB.Upgrade(ctx, newPacks, j.ids()); err != nil {
+		if err := in.DB.Upgrade(ctx, newPacks, j.IDs()); err != nil {
 			l.Close()
 			return fail("upgrade the database", err)
 		}
 	}
-	crashPoint("after-upgrade")
+	crashpoint.At("after-upgrade")
 	l.Close()
 
-	if err := j.setState(in.Root, stateCommitted); err != nil {
+	if err := j.SetState(in.Root, recovery.StateCommitted); err != nil {
 		return fail("journal", err)
 	}
-	crashPoint("after-commit")
-	res.Moved, err = commit(in.Root, j)
+	crashpoint.At("after-commit")
+	res.Moved, err = recovery.Commit(in.Root, j)
 	if err != nil {
 		// Installed; only the tidying failed. Recover finishes it.
 		return res, fmt.Errorf("install updates: installed, but tidying up failed (the next start finishes it): %w", err)
@@ -305,13 +309,6 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 		log.Info("installed", "pack", z.Manifest.ID, "version", z.Manifest.Version)
 	}
 	return res, nil
-}
-
-func dashIfEmpty(s string) string {
-	if s == "" {
-		return "(new)"
-	}
-	return s
 }
 
 // findPack returns the pack id of list, nil when it is not there.
@@ -375,7 +372,7 @@ func withDependencies(list []packs.Installed, ids []string) map[string]bool {
 
 // swapIn moves the old directory aside and the staged one in. Each rename
 // is atomic; the journal and the directory names say how far it got.
-func swapIn(packsDir string, e JournalEntry) error {
+func swapIn(packsDir string, e recovery.JournalEntry) error {
 	final := filepath.Join(packsDir, e.ID)
 	if _, err := os.Stat(final); err == nil {
 		if err := os.Rename(final, filepath.Join(packsDir, e.Old)); err != nil {
@@ -384,7 +381,7 @@ func swapIn(packsDir string, e JournalEntry) error {
 		if err := backupfile.SyncDir(packsDir); err != nil {
 			return err
 		}
-		crashPoint("mid-swap")
+		crashpoint.At("mid-swap")
 	}
 	if err := os.Rename(filepath.Join(packsDir, e.Stage), final); err != nil {
 		return err
@@ -392,83 +389,38 @@ func swapIn(packsDir string, e JournalEntry) error {
 	return backupfile.SyncDir(packsDir)
 }
 
-// undoFiles puts a pack's old directory back and removes the new one. It
-// is safe to run again after a crash in the middle of it.
-func undoFiles(packsDir string, e JournalEntry) error {
-	final := filepath.Join(packsDir, e.ID)
-	old := filepath.Join(packsDir, e.Old)
-	if err := os.RemoveAll(filepath.Join(packsDir, e.Stage)); err != nil {
-		return err
-	}
-	_, oldErr := os.Stat(old)
-	switch {
-	case oldErr == nil:
-		// Swapped (or half): whatever is at final is new.
-		if err := removeDir(packsDir, final, e); err != nil {
-			return err
-		}
-		if err := os.Rename(old, final); err != nil {
-			return err
-		}
-	case e.OldVersion == "":
-		// A new pack: remove it if the swap put it in place.
-		if m, err := manifest.Load(filepath.Join(final, manifest.FileName)); err == nil && m.Version == e.Version {
-			if err := removeDir(packsDir, final, e); err != nil {
-				return err
-			}
-		}
-	}
-	return backupfile.SyncDir(packsDir)
-}
-
-// removeDir renames dir aside before removing it, so a crash midway leaves
-// no half directory under a pack's name.
-func removeDir(packsDir, dir string, e JournalEntry) error {
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	trash := filepath.Join(packsDir, "."+e.ID+".failed-"+filepath.Base(e.Stage))
-	if err := os.RemoveAll(trash); err != nil {
-		return err
-	}
-	if err := os.Rename(dir, trash); err != nil {
-		return err
-	}
-	return os.RemoveAll(trash)
-}
-
 // rollback undoes a failed install: files first, then the tables when the
 // upgrade had begun. The journal goes when everything is back.
-func (in *Installer) rollback(ctx context.Context, j *Journal) error {
+func (in *Installer) rollback(ctx context.Context, j *recovery.Journal) error {
 	packsDir := filepath.Join(in.Root, packs.Dir)
 	var errs []error
 	for _, e := range j.Packs {
-		if err := undoFiles(packsDir, e); err != nil {
+		if err := recovery.UndoFiles(packsDir, e); err != nil {
 			errs = append(errs, fmt.Errorf("put back pack %s: %w", e.ID, err))
 		}
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if j.State == stateUpgrading {
+	if j.State == recovery.StateUpgrading {
 		if err := in.restoreDB(ctx, j); err != nil {
 			return err
 		}
 	}
-	return removeJournal(in.Root)
+	return recovery.Remove(in.Root)
 }
 
 // restoreDB puts the tables back as they were before the install, with
 // the old binaries back in place: the replaced packs' tables from the
 // database backup, and the new packs' tables dropped.
-func (in *Installer) restoreDB(ctx context.Context, j *Journal) error {
+func (in *Installer) restoreDB(ctx context.Context, j *recovery.Journal) error {
 	if in.DB == nil {
 		return nil
 	}
-	if !j.dbUndoable() {
+	if !j.DBUndoable() {
 		in.log().Warn("the database upgrade had begun and no database backup was taken (--no-backup): tables may be partly upgraded; `host status` shows their state")
 	}
-	if err := j.setState(in.Root, stateRestoreDB); err != nil {
+	if err := j.SetState(in.Root, recovery.StateRestoreDB); err != nil {
 		return err
 	}
 	if j.DBBackup != "" {
@@ -477,159 +429,14 @@ func (in *Installer) restoreDB(ctx context.Context, j *Journal) error {
 			return err
 		}
 		defer l.Close()
-		old, err := startInstalled(ctx, l, in.Root, j.replacedIDs(), in.log())
+		old, err := startInstalled(ctx, l, in.Root, j.ReplacedIDs(), in.log())
 		if err != nil {
 			return fmt.Errorf("start the old versions to restore the database: %w", err)
 		}
-		if err := in.DB.Restore(ctx, old, j.DBBackup, j.replacedIDs()); err != nil {
+		if err := in.DB.Restore(ctx, old, j.DBBackup, j.ReplacedIDs()); err != nil {
 			return fmt.Errorf("restore the database from %s: %w", j.DBBackup, err)
 		}
 		in.log().Info("database restored", "backup", j.DBBackup)
 	}
-	return dropNew(ctx, in.DB, j, in.log())
-}
-
-// dropNew drops the tables the install added: those of the packs it
-// added, and those the new versions of replaced packs added.
-func dropNew(ctx context.Context, db DBSteps, j *Journal, log hclog.Logger) error {
-	var errs []error
-	for _, e := range j.Packs {
-		if e.New == nil {
-			continue
-		}
-		if err := db.DropNew(ctx, e.ID, e.New); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		log.Info("tables the install added were dropped", "pack", e.ID, "tables", strings.Join(e.New.Created, ", "))
-	}
-	return errors.Join(errs...)
-}
-
-// commit moves the zips to Updates_Installed and removes the old versions
-// and the journal. Run again after a crash, it finishes what is left.
-func commit(root string, j *Journal) ([]string, error) {
-	dir := filepath.Join(root, system.InstalledDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	var moved []string
-	for i, e := range j.Packs {
-		src := filepath.Join(root, system.PendingDir, e.Zip)
-		dst := filepath.Join(dir, strings.TrimSuffix(e.Zip, filepath.Ext(e.Zip))+"-"+j.Stamp+".zip")
-		if _, err := os.Stat(src); err == nil {
-			if err := os.Rename(src, dst); err != nil {
-				return moved, fmt.Errorf("move %s to %s: %w", e.Zip, system.InstalledDir, err)
-			}
-		}
-		moved = append(moved, dst)
-		if i == 0 {
-			crashPoint("mid-move")
-		}
-	}
-	if err := backupfile.SyncDir(dir); err != nil {
-		return moved, err
-	}
-	if err := backupfile.SyncDir(filepath.Join(root, system.PendingDir)); err != nil {
-		return moved, err
-	}
-	packsDir := filepath.Join(root, packs.Dir)
-	for _, e := range j.Packs {
-		if err := os.RemoveAll(filepath.Join(packsDir, e.Old)); err != nil {
-			return moved, fmt.Errorf("remove the old version of %s: %w", e.ID, err)
-		}
-	}
-	return moved, removeJournal(root)
-}
-
-// extract writes the zip's files into dir (which must not exist), checking
-// every entry again: the zip may have changed since it was inspected.
-func extract(z *Zip, dir string, lim Limits) error {
-	zr, err := zip.OpenReader(z.Path)
-	if err != nil {
-		return err
-	}
-	defer zr.Close()
-	files, problems := scanEntries(&zr.Reader, lim)
-	if len(problems) > 0 {
-		return fmt.Errorf("%s changed since it was inspected: %s", z.File, strings.Join(problems, "; "))
-	}
-	mf := files[manifest.FileName]
-	if mf == nil {
-		return fmt.Errorf("%s changed since it was inspected: no %s", z.File, manifest.FileName)
-	}
-	data, err := readEntry(mf, maxManifestSize)
-	if err != nil || string(data) != string(z.ManifestBytes) {
-		return fmt.Errorf("%s changed since it was inspected: %s differs", z.File, manifest.FileName)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, manifest.FileName), data, 0o644); err != nil {
-		return err
-	}
-	if sf := files[SigFileName]; sf != nil {
-		sig, err := readEntry(sf, maxManifestSize)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, SigFileName), sig, 0o644); err != nil {
-			return err
-		}
-	}
-	m := z.Manifest
-	want := map[string]string{}
-	modes := map[string]os.FileMode{}
-	for _, b := range m.Binaries {
-		want[b.Path] = b.SHA256
-		modes[b.Path] = 0o755
-	}
-	for p, s := range m.Files {
-		want[p] = s
-	}
-	for _, p := range sortedKeys(want) {
-		f := files[p]
-		if f == nil {
-			return fmt.Errorf("%s changed since it was inspected: %s is gone", z.File, p)
-		}
-		mode := modes[p]
-		if mode == 0 {
-			mode = 0o644
-		}
-		if err := extractFile(f, filepath.Join(dir, filepath.FromSlash(p)), want[p], mode); err != nil {
-			return fmt.Errorf("%s: %s: %w", z.File, p, err)
-		}
-	}
-	return nil
-}
-
-func extractFile(f *zip.File, dst, wantSum string, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	rc, err := f.Open()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(out, h), rc); err != nil {
-		out.Close()
-		return dataErr(err)
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != wantSum {
-		return fmt.Errorf("sha256 mismatch (manifest %s, file %s)", short(wantSum), short(got))
-	}
-	return nil
+	return recovery.DropNew(ctx, in.DB, j, in.log())
 }

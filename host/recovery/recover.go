@@ -1,4 +1,4 @@
-package update
+package recovery
 
 import (
 	"context"
@@ -13,6 +13,11 @@ import (
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/system"
 )
+
+// ErrInterrupted is wrapped by Recover's error when an interrupted install
+// could be neither finished nor undone; the system directory keeps its
+// journal and the host must not start until an admin has looked.
+var ErrInterrupted = errors.New("an interrupted install could not be recovered")
 
 // Recovery says what Recover did with an interrupted install.
 type Recovery struct {
@@ -55,10 +60,11 @@ func (r *Recovery) String() string {
 	return s
 }
 
-// Pending reports whether root holds the journal of an unfinished install
-// (for read-only reports: `host status` says so and changes nothing).
-func Pending(root string) (bool, error) {
-	j, err := readJournal(root)
+// HasJournal reports whether root holds the journal of an unfinished
+// install (for read-only reports: `host status` says so and changes
+// nothing).
+func HasJournal(root string) (bool, error) {
+	j, err := Read(root)
 	return j != nil, err
 }
 
@@ -94,28 +100,28 @@ func Recover(root string) (*Recovery, error) {
 }
 
 func recoverJournal(root string) (*Recovery, error) {
-	j, err := readJournal(root)
+	j, err := Read(root)
 	if err != nil || j == nil {
 		return &Recovery{}, err
 	}
 	r := &Recovery{}
 	for _, e := range j.Packs {
-		r.Packs = append(r.Packs, fmt.Sprintf("%s %s -> %s", e.ID, dashIfEmpty(e.OldVersion), e.Version))
+		r.Packs = append(r.Packs, fmt.Sprintf("%s %s -> %s", e.ID, OrNew(e.OldVersion), e.Version))
 	}
 	fail := func(err error) (*Recovery, error) {
 		return r, fmt.Errorf("%w (journal %s): %v; restore the system directory from %s", ErrInterrupted,
-			journalPath(root), err, orNewest(j.SystemBackup))
+			Path(root), err, orNewest(j.SystemBackup))
 	}
 	switch {
-	case j.State == stateRestoreDB:
+	case j.State == StateRestoreDB:
 		r.Action, r.NeedsDBRestore = "undone", true
 		return r, nil
-	case j.State == stateCommitted,
-		j.State == stateUpgrading && !j.dbUndoable():
-		if j.State == stateUpgrading {
+	case j.State == StateCommitted,
+		j.State == StateUpgrading && !j.DBUndoable():
+		if j.State == StateUpgrading {
 			r.Warning = "the database upgrade had begun without a backup and may be unfinished: run `host run --update-db`"
 		}
-		if _, err := commit(root, j); err != nil {
+		if _, err := Commit(root, j); err != nil {
 			return fail(err)
 		}
 		r.Action = "finished"
@@ -123,19 +129,19 @@ func recoverJournal(root string) (*Recovery, error) {
 	}
 	packsDir := filepath.Join(root, packs.Dir)
 	for _, e := range j.Packs {
-		if err := undoFiles(packsDir, e); err != nil {
+		if err := UndoFiles(packsDir, e); err != nil {
 			return fail(fmt.Errorf("put back pack %s: %w", e.ID, err))
 		}
 	}
 	r.Action = "undone"
-	if j.State == stateUpgrading {
-		if err := j.setState(root, stateRestoreDB); err != nil {
+	if j.State == StateUpgrading {
+		if err := j.SetState(root, StateRestoreDB); err != nil {
 			return fail(err)
 		}
 		r.NeedsDBRestore = true
 		return r, nil
 	}
-	if err := removeJournal(root); err != nil {
+	if err := Remove(root); err != nil {
 		return fail(err)
 	}
 	return r, nil
@@ -145,26 +151,26 @@ func recoverJournal(root string) (*Recovery, error) {
 // database upgrade had begun: from the database backup for the packs it
 // replaced, by dropping them for the packs it added. running are the packs
 // started from the old files Recover put back.
-func FinishRecovery(ctx context.Context, root string, running []*packs.Pack, db DBSteps) error {
-	j, err := readJournal(root)
+func FinishRecovery(ctx context.Context, root string, running []*packs.Pack, db DBUndo) error {
+	j, err := Read(root)
 	if err != nil || j == nil {
 		return err
 	}
-	if j.State != stateRestoreDB {
+	if j.State != StateRestoreDB {
 		return fmt.Errorf("%w: the journal is in state %q; run Recover first", ErrInterrupted, j.State)
 	}
 	if db == nil {
 		return errors.New("finish recovery: no database steps to restore with")
 	}
 	if j.DBBackup != "" {
-		if err := db.Restore(ctx, running, j.DBBackup, j.replacedIDs()); err != nil {
+		if err := db.Restore(ctx, running, j.DBBackup, j.ReplacedIDs()); err != nil {
 			return fmt.Errorf("%w: restore the database from %s: %v; the journal was kept, so the next start tries again", ErrInterrupted, j.DBBackup, err)
 		}
 	}
-	if err := dropNew(ctx, db, j, hclog.NewNullLogger()); err != nil {
+	if err := DropNew(ctx, db, j, hclog.NewNullLogger()); err != nil {
 		return fmt.Errorf("%w: %v; the journal was kept, so the next start tries again", ErrInterrupted, err)
 	}
-	return removeJournal(root)
+	return Remove(root)
 }
 
 func orNewest(p string) string {
@@ -172,4 +178,32 @@ func orNewest(p string) string {
 		return p
 	}
 	return "the newest " + system.BackupsDir + "/system-*.zip"
+}
+
+// DBUndo puts the database back as it was before an install: the
+// installer's database steps (host/install.PackDB) implement it.
+type DBUndo interface {
+	// Restore puts back what the install's database backup (token) saved
+	// of the packs ids, through the running packs.
+	Restore(ctx context.Context, running []*packs.Pack, token string, ids []string) error
+	// DropNew drops the tables the install created for pack id and puts
+	// its meta rows back as rec recorded them.
+	DropNew(ctx context.Context, id string, rec *NewPackDB) error
+}
+
+// DropNew drops the tables the install added: those of the packs it
+// added, and those the new versions of replaced packs added.
+func DropNew(ctx context.Context, db DBUndo, j *Journal, log hclog.Logger) error {
+	var errs []error
+	for _, e := range j.Packs {
+		if e.New == nil {
+			continue
+		}
+		if err := db.DropNew(ctx, e.ID, e.New); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("tables the install added were dropped", "pack", e.ID, "tables", strings.Join(e.New.Created, ", "))
+	}
+	return errors.Join(errs...)
 }

@@ -1,4 +1,8 @@
-package update
+// Package trust holds the keys a system trusts and the ed25519 signatures
+// made with them: key files, key generation, signing and checking. Update
+// zips (host/updatezip) and update feeds (host/feed) are checked by it
+// alike.
+package trust
 
 import (
 	"crypto/ed25519"
@@ -10,29 +14,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-
-	"github.com/packhost/packhost/host/system"
 )
 
-// TrustedKeysDir is the folder of trusted public keys in a system
-// directory (system.TrustedKeysDir; named here too for the CLI's messages).
-const TrustedKeysDir = system.TrustedKeysDir
-
-// SigFileName is the signature of pack.json inside an update zip.
-const SigFileName = "pack.json.sig"
-
-// Signature states of an inspected zip.
-const (
-	// SigSigned: signed by a trusted key (Signature.Key names it).
-	SigSigned = "signed"
-	// SigUnsigned: no pack.json.sig.
-	SigUnsigned = "unsigned"
-	// SigInvalid: pack.json.sig is malformed or no trusted key verifies it.
-	SigInvalid = "invalid"
-	// SigUnverified: signed, but the system trusts no key, so nothing
-	// could be checked.
-	SigUnverified = "unverified"
-)
+// Dir is the folder of trusted public keys (*.pub) in a system directory.
+const Dir = "trusted_keys"
 
 // Key is a trusted public key; Name is its file name without ".pub".
 type Key struct {
@@ -44,7 +29,7 @@ type Key struct {
 // keys. A key file that cannot be read is an error: silently trusting fewer
 // keys than the admin meant would accept unsigned zips.
 func LoadTrustedKeys(root string) ([]Key, error) {
-	paths, err := filepath.Glob(filepath.Join(root, system.TrustedKeysDir, "*.pub"))
+	paths, err := filepath.Glob(filepath.Join(root, Dir, "*.pub"))
 	if err != nil {
 		return nil, err
 	}
@@ -134,28 +119,6 @@ func SignManifest(priv ed25519.PrivateKey, manifest []byte) []byte {
 	return []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(priv, manifest)) + "\n")
 }
 
-// verifySignature checks sig (the signature file's bytes) against keys and
-// returns the state and the name of the key that verified it.
-func verifySignature(keys []Key, manifest, sig []byte, present bool) (state, key string, err error) {
-	if !present {
-		if len(keys) > 0 {
-			return SigUnsigned, "", errors.New("the zip is unsigned and this system trusts signing keys (trusted_keys/*.pub); sign it with `host pack sign`")
-		}
-		return SigUnsigned, "", nil
-	}
-	if _, err := decodeSignature(string(sig)); err != nil {
-		return SigInvalid, "", fmt.Errorf("%s is not a base64 ed25519 signature", SigFileName)
-	}
-	if len(keys) == 0 {
-		return SigUnverified, "", nil
-	}
-	k, err := Signer(keys, manifest, string(sig))
-	if err == nil {
-		return SigSigned, k.Name, nil
-	}
-	return SigInvalid, "", fmt.Errorf("bad signature: %s is not verified by any trusted key (%s)", SigFileName, KeyNames(keys))
-}
-
 // ErrSignatureFormat: a signature is not base64 of an ed25519 signature.
 // ErrNoSigner: no trusted key verifies it. Signer returns them; callers say
 // which file or feed it was.
@@ -164,7 +127,7 @@ var (
 	ErrNoSigner        = errors.New("not verified by any trusted key")
 )
 
-func decodeSignature(text string) ([]byte, error) {
+func DecodeSignature(text string) ([]byte, error) {
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(text))
 	if err != nil || len(raw) != ed25519.SignatureSize {
 		return nil, ErrSignatureFormat
@@ -175,7 +138,7 @@ func decodeSignature(text string) ([]byte, error) {
 // Signer returns the trusted key whose ed25519 signature sigText (base64)
 // is over data. Update zips and feeds are checked by it alike.
 func Signer(keys []Key, data []byte, sigText string) (Key, error) {
-	raw, err := decodeSignature(sigText)
+	raw, err := DecodeSignature(sigText)
 	if err != nil {
 		return Key{}, err
 	}

@@ -1,4 +1,4 @@
-package update
+package install
 
 import (
 	"context"
@@ -14,7 +14,9 @@ import (
 	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/internal/crashpoint"
 	"github.com/packhost/packhost/internal/dbconn"
+	"github.com/packhost/packhost/internal/naming"
 	"github.com/packhost/packhost/internal/packpb"
 )
 
@@ -109,7 +111,7 @@ func (d PackDB) Upgrade(ctx context.Context, running []*packs.Pack, ids []string
 			continue
 		}
 		if n > 0 {
-			crashPoint(CrashBetweenPackUpgrades)
+			crashpoint.At(CrashBetweenPackUpgrades)
 		}
 		n++
 		err := dbupdate.Upgrade(ctx, running, map[string]bool{p.ID: true}, func(id string, ev *packpb.Progress) {
@@ -148,7 +150,7 @@ func (d PackDB) Restore(ctx context.Context, running []*packs.Pack, token string
 // that is a bare timestamp comes from a journal of an earlier host, which
 // named the backups db-<token>-<id>.
 func backupOf(dir, token, id string) (string, error) {
-	if _, err := time.Parse(backup.StampLayout, token); err == nil {
+	if _, err := naming.ParseStamp(token); err == nil {
 		return filepath.Join(dir, backup.Prefix+token+"-"+id), nil
 	}
 	for _, name := range strings.Split(token, ",") {

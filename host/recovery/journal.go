@@ -1,4 +1,7 @@
-package update
+// Package recovery is the install journal (its on-disk format) and what
+// reads it: finishing or undoing an install the host did not complete, and
+// sweeping the temporary files a stopped host left.
+package recovery
 
 import (
 	"encoding/json"
@@ -17,20 +20,20 @@ const JournalFile = ".install-journal.json"
 
 // Journal states, in the order an install passes them.
 const (
-	// stateStaging: backups taken, new files being written beside the old.
-	stateStaging = "staging"
-	// stateSwapping: packs are being swapped by renames.
-	stateSwapping = "swapping"
-	// stateSwapped: every pack swapped; the new binaries are being started.
-	stateSwapped = "swapped"
-	// stateUpgrading: the database upgrade has started.
-	stateUpgrading = "upgrading"
-	// stateCommitted: the install succeeded; zips are being moved and the
+	// StateStaging: backups taken, new files being written beside the old.
+	StateStaging = "staging"
+	// StateSwapping: packs are being swapped by renames.
+	StateSwapping = "swapping"
+	// StateSwapped: every pack swapped; the new binaries are being started.
+	StateSwapped = "swapped"
+	// StateUpgrading: the database upgrade has started.
+	StateUpgrading = "upgrading"
+	// StateCommitted: the install succeeded; zips are being moved and the
 	// old versions removed.
-	stateCommitted = "committed"
-	// stateRestoreDB: the files were put back; the database must be
+	StateCommitted = "committed"
+	// StateRestoreDB: the files were put back; the database must be
 	// restored from DBBackup before the host starts.
-	stateRestoreDB = "restore-db"
+	StateRestoreDB = "restore-db"
 )
 
 // Journal records an install so that it can be finished or undone.
@@ -101,10 +104,10 @@ func (j *Journal) replacesAny() bool {
 	return false
 }
 
-// dbUndoable reports whether the tables can be put back as they were
+// DBUndoable reports whether the tables can be put back as they were
 // before the install: every replaced pack's tables were backed up, and
 // every new pack's tables were recorded.
-func (j *Journal) dbUndoable() bool {
+func (j *Journal) DBUndoable() bool {
 	for _, e := range j.Packs {
 		if e.OldVersion != "" && j.DBBackup == "" {
 			return false
@@ -113,8 +116,8 @@ func (j *Journal) dbUndoable() bool {
 	return true
 }
 
-// ids are the install's pack ids, in install order.
-func (j *Journal) ids() []string {
+// IDs are the install's pack ids, in install order.
+func (j *Journal) IDs() []string {
 	out := make([]string, len(j.Packs))
 	for i, e := range j.Packs {
 		out[i] = e.ID
@@ -122,9 +125,9 @@ func (j *Journal) ids() []string {
 	return out
 }
 
-// replacedIDs are the ids of the packs the install replaces: those the
+// ReplacedIDs are the ids of the packs the install replaces: those the
 // database backup holds.
-func (j *Journal) replacedIDs() []string {
+func (j *Journal) ReplacedIDs() []string {
 	var out []string
 	for _, e := range j.Packs {
 		if e.OldVersion != "" {
@@ -134,11 +137,11 @@ func (j *Journal) replacedIDs() []string {
 	return out
 }
 
-func journalPath(root string) string { return filepath.Join(root, JournalFile) }
+func Path(root string) string { return filepath.Join(root, JournalFile) }
 
-// readJournal returns nil when there is no journal.
-func readJournal(root string) (*Journal, error) {
-	data, err := os.ReadFile(journalPath(root))
+// Read returns nil when there is no journal.
+func Read(root string) (*Journal, error) {
+	data, err := os.ReadFile(Path(root))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -147,19 +150,19 @@ func readJournal(root string) (*Journal, error) {
 	}
 	var j Journal
 	if err := json.Unmarshal(data, &j); err != nil {
-		return nil, fmt.Errorf("install journal %s is unreadable (%v); restore the system directory from the newest Updates_Backups/system-*.zip", journalPath(root), err)
+		return nil, fmt.Errorf("install journal %s is unreadable (%v); restore the system directory from the newest Updates_Backups/system-*.zip", Path(root), err)
 	}
 	return &j, nil
 }
 
 // write replaces the journal atomically and durably: a temporary file,
 // fsync, rename, fsync of the directory.
-func (j *Journal) write(root string) error {
+func (j *Journal) Write(root string) error {
 	data, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := journalPath(root) + ".tmp"
+	tmp := Path(root) + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("write install journal: %w", err)
@@ -175,45 +178,28 @@ func (j *Journal) write(root string) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write install journal: %w", err)
 	}
-	if err := os.Rename(tmp, journalPath(root)); err != nil {
+	if err := os.Rename(tmp, Path(root)); err != nil {
 		return fmt.Errorf("write install journal: %w", err)
 	}
 	return backupfile.SyncDir(root)
 }
 
-func (j *Journal) setState(root, state string) error {
+func (j *Journal) SetState(root, state string) error {
 	j.State = state
-	return j.write(root)
+	return j.Write(root)
 }
 
-func removeJournal(root string) error {
-	if err := os.Remove(journalPath(root)); err != nil && !errors.Is(err, os.ErrNotExist) {
+func Remove(root string) error {
+	if err := os.Remove(Path(root)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove install journal: %w", err)
 	}
 	return backupfile.SyncDir(root)
 }
 
-// EnvCrashAt names an install step at which the host kills itself with
-// SIGKILL. It exists for the crash tests; see the crash* calls in Install.
-const EnvCrashAt = "PACKHOST_CRASH_AT"
-
-// CrashSteps are the steps EnvCrashAt may name, in install order.
-var CrashSteps = []string{
-	"after-system-backup", "after-db-backup", "after-journal", "mid-stage", "after-stage",
-	"mid-swap", "after-swap", "after-relaunch", "after-upgrade",
-	"after-commit", "mid-move",
-}
-
-// CrashBetweenPackUpgrades is the step between two packs' table upgrades
-// within one install; it is reached only when an install holds two packs
-// or more, so it is not among CrashSteps.
-const CrashBetweenPackUpgrades = "between-pack-upgrades"
-
-func crashPoint(step string) {
-	if os.Getenv(EnvCrashAt) == step {
-		if p, err := os.FindProcess(os.Getpid()); err == nil {
-			_ = p.Kill() // SIGKILL on unix
-		}
-		select {} // the signal is on its way
+// OrNew shows an empty old version as "(new)": the pack was not installed.
+func OrNew(version string) string {
+	if version == "" {
+		return "(new)"
 	}
+	return version
 }

@@ -1,4 +1,4 @@
-package update
+package install
 
 import (
 	"context"
@@ -11,12 +11,13 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/packhost/packhost/host/dbupdate"
+	"github.com/packhost/packhost/host/recovery"
 	"github.com/packhost/packhost/internal/meta"
 	"github.com/packhost/packhost/internal/schema"
 )
 
 // RecordNew implements DBSteps through the host's own connection.
-func (d PackDB) RecordNew(ctx context.Context, id string, tables []string, replaced bool) (*NewPackDB, error) {
+func (d PackDB) RecordNew(ctx context.Context, id string, tables []string, replaced bool) (*recovery.NewPackDB, error) {
 	if d.DB == nil {
 		return nil, errors.New("record the database before installing " + id + ": no database connection")
 	}
@@ -29,7 +30,7 @@ func (d PackDB) RecordNew(ctx context.Context, id string, tables []string, repla
 
 // DropNew implements DBSteps through the host's own connection, holding
 // the database-wide upgrade lock.
-func (d PackDB) DropNew(ctx context.Context, id string, rec *NewPackDB) error {
+func (d PackDB) DropNew(ctx context.Context, id string, rec *recovery.NewPackDB) error {
 	if d.DB == nil {
 		return errors.New("remove the tables of " + id + ": no database connection")
 	}
@@ -52,9 +53,9 @@ func (d PackDB) DropNew(ctx context.Context, id string, rec *NewPackDB) error {
 // recordNewPack reads what db holds of the pack id, which is about to be
 // installed (replaced: over an installed version), and of the tables it
 // declares.
-func recordNewPack(ctx context.Context, db *gorm.DB, id string, tables []string, replaced bool) (*NewPackDB, error) {
+func recordNewPack(ctx context.Context, db *gorm.DB, id string, tables []string, replaced bool) (*recovery.NewPackDB, error) {
 	db = db.WithContext(ctx)
-	rec := &NewPackDB{Created: []string{}, Replaced: replaced}
+	rec := &recovery.NewPackDB{Created: []string{}, Replaced: replaced}
 	for _, t := range tables {
 		_, exists, err := schema.Describe(ctx, db, t)
 		if err != nil {
@@ -74,7 +75,7 @@ func recordNewPack(ctx context.Context, db *gorm.DB, id string, tables []string,
 		return nil, fmt.Errorf("read pack_settings: %w", err)
 	}
 	for _, s := range settings {
-		if rec.ownsKey(s.Key) {
+		if ownsKey(rec, s.Key) {
 			rec.Settings = append(rec.Settings, s)
 		}
 	}
@@ -98,7 +99,7 @@ func versionKeys(tables []string) []string {
 // recorded: for a new pack every key but the version keys of Kept tables,
 // for a replaced one only the version keys of Created tables (the backup
 // has the rest).
-func (rec *NewPackDB) ownsKey(key string) bool {
+func ownsKey(rec *recovery.NewPackDB, key string) bool {
 	if rec.Replaced {
 		return slices.Contains(versionKeys(rec.Created), key)
 	}
@@ -110,7 +111,7 @@ func (rec *NewPackDB) ownsKey(key string) bool {
 // pack_settings rows that rec owns (see ownsKey) and the schema_registry
 // rows of the Created tables with the recorded ones. Run again, it does
 // nothing more.
-func dropNewPack(ctx context.Context, db *gorm.DB, id string, rec *NewPackDB) error {
+func dropNewPack(ctx context.Context, db *gorm.DB, id string, rec *recovery.NewPackDB) error {
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		for _, t := range rec.Created {
 			_, exists, err := schema.Describe(ctx, tx, t)

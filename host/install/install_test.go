@@ -1,4 +1,4 @@
-package update
+package install
 
 import (
 	"archive/zip"
@@ -19,9 +19,11 @@ import (
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/host/updatezip"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/packtest"
+	"github.com/packhost/packhost/internal/ziptest"
 )
 
 func TestMain(m *testing.M) { packtest.Main(m) }
@@ -159,7 +161,7 @@ func TestInstallUpgradesAPackAndItsTables(t *testing.T) {
 	dbtest.ForEach(t, func(t *testing.T, db dbtest.DB) {
 		s := newSystem(t, dbFlag(db))
 		zip3 := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3"}))
-		before := snapshot(t, s.root)
+		before := ziptest.Snapshot(t, s.root)
 		if code, out := s.install(nil, nil, zip3); code != 0 {
 			t.Fatalf("install notes 1.3.0: exit %d\n%s", code, out)
 		}
@@ -225,7 +227,7 @@ func TestInstallRollsBackAFailedMigration(t *testing.T) {
 		if !strings.Contains(out, "tables the install added were dropped") {
 			t.Errorf("no notes_extra was dropped, so the test proves nothing:\n%s", out)
 		}
-		assertSame(t, baseline, dbSnapshot(t, s.target()))
+		ziptest.AssertSame(t, baseline, dbSnapshot(t, s.target()))
 		s.wantNotes("1.2.0", 2)
 		s.wantClean()
 		if p := pendingNames(t, s.root, system.PendingDir); len(p) != 1 || p[0] != "notes-1.3.0.zip" {
@@ -241,7 +243,7 @@ func TestInstallRollsBackAFailedMigration(t *testing.T) {
 			if code != 1 || !strings.Contains(out, "the old versions were put back") || strings.Contains(out, "putting things back failed") {
 				t.Fatalf("exit %d, want 1 with everything put back:\n%s", code, out)
 			}
-			assertSame(t, baseline, dbSnapshot(t, s.target()))
+			ziptest.AssertSame(t, baseline, dbSnapshot(t, s.target()))
 			s.wantNotes("1.2.0", 2)
 			s.wantClean()
 		})
@@ -313,16 +315,16 @@ func TestInstallRollsBackABinaryThatReportsAnotherVersion(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := goodManifest("notes", "1.3.0", data)
+		m := ziptest.GoodManifest("notes", "1.3.0", data)
 		m.DependsOn = []string{"core"}
 		lying := filepath.Join(t.TempDir(), "notes-1.3.0.zip")
-		writeZip(t, lying, []entry{manifestEntry(t, m), {name: m.Binaries[manifest.Platform()].Path, data: data, mode: 0o755}})
-		before := snapshot(t, filepath.Join(s.root, "packs"))
+		ziptest.WriteZip(t, lying, []ziptest.Entry{ziptest.ManifestEntry(t, m), {Name: m.Binaries[manifest.Platform()].Path, Data: data, Mode: 0o755}})
+		before := ziptest.Snapshot(t, filepath.Join(s.root, "packs"))
 		code, out := s.install(nil, nil, lying)
 		if code != 1 || !strings.Contains(out, "binary does not match its manifest: manifest says notes 1.3.0, binary reports notes 1.2.0") {
 			t.Fatalf("exit %d, want 1 naming the identity mismatch:\n%s", code, out)
 		}
-		assertSame(t, before, snapshot(t, filepath.Join(s.root, "packs")))
+		ziptest.AssertSame(t, before, ziptest.Snapshot(t, filepath.Join(s.root, "packs")))
 		s.wantNotes("1.2.0", 2)
 		s.wantClean()
 		if p := pendingNames(t, s.root, system.PendingDir); len(p) != 1 {
@@ -341,11 +343,11 @@ func TestInstallNeedsOnlyItsOwnPacksToStart(t *testing.T) {
 	t.Run("on sqlite", func(t *testing.T) {
 		s := newSystem(t, "")
 		crash := buildZip(t, s.host, packtest.Build(t, "testdata/packs/crash", nil))
-		z := InspectZip(crash, nil, nil, Options{})
+		z := updatezip.InspectZip(crash, nil, nil, updatezip.Options{})
 		if !z.OK() {
 			t.Fatal(z.Err())
 		}
-		if err := extract(z, filepath.Join(s.root, "packs", "crash"), DefaultLimits); err != nil {
+		if err := updatezip.Extract(z, filepath.Join(s.root, "packs", "crash"), updatezip.DefaultLimits); err != nil {
 			t.Fatal(err)
 		}
 		bins, _ := filepath.Glob(filepath.Join(s.root, "packs", "notes", "bin", "notes-*"))
@@ -365,7 +367,7 @@ func TestInstallNeedsOnlyItsOwnPacksToStart(t *testing.T) {
 			!strings.Contains(out, "pass --no-backup to install over it") {
 			t.Fatalf("exit %d, want 1 saying to pass --no-backup:\n%s", code, out)
 		}
-		assertSame(t, before, filesOutsideData(t, s.root))
+		ziptest.AssertSame(t, before, filesOutsideData(t, s.root))
 		if b := pendingNames(t, s.root, system.BackupsDir); len(b) != 0 {
 			t.Errorf("backups written by a refused install: %v", b)
 		}

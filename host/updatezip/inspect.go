@@ -1,4 +1,4 @@
-package update
+package updatezip
 
 import (
 	"archive/zip"
@@ -21,6 +21,7 @@ import (
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/host/trust"
 )
 
 // Limits bound what a zip may expand to.
@@ -56,7 +57,7 @@ type Options struct {
 	AllowSameVersion bool
 }
 
-func (o Options) withDefaults() Options {
+func (o Options) WithDefaults() Options {
 	if o.Platform == "" {
 		o.Platform = manifest.Platform()
 	}
@@ -166,7 +167,7 @@ func Reports(zips []*Zip) []report.PendingUpdate {
 // install order: dependencies first, core first. The error is for a system
 // directory that cannot be read; a bad zip is reported in its Problems.
 func Inspect(root string, opts Options) ([]*Zip, error) {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	entries, err := os.ReadDir(filepath.Join(root, system.PendingDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -174,7 +175,7 @@ func Inspect(root string, opts Options) ([]*Zip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", system.PendingDir, err)
 	}
-	keys, err := LoadTrustedKeys(root)
+	keys, err := trust.LoadTrustedKeys(root)
 	if err != nil {
 		return nil, fmt.Errorf("load trusted keys: %w; fix or remove the key file", err)
 	}
@@ -264,8 +265,8 @@ func Order(zips []*Zip) []*Zip {
 }
 
 // InspectZip checks one zip. installed maps pack ids to installed manifests.
-func InspectZip(zipPath string, installed map[string]*manifest.Manifest, keys []Key, opts Options) *Zip {
-	opts = opts.withDefaults()
+func InspectZip(zipPath string, installed map[string]*manifest.Manifest, keys []trust.Key, opts Options) *Zip {
+	opts = opts.WithDefaults()
 	z := &Zip{Path: zipPath, File: filepath.Base(zipPath), Signature: SigUnsigned}
 	if fi, err := os.Stat(zipPath); err == nil {
 		z.Size = fi.Size()

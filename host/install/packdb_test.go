@@ -1,4 +1,4 @@
-package update
+package install
 
 import (
 	"path/filepath"

@@ -1,4 +1,4 @@
-package update
+package updatezip
 
 import (
 	"archive/zip"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/trust"
 )
 
 // BuildOptions says what goes into an update zip.
@@ -119,7 +120,7 @@ func Build(ctx context.Context, l *packs.Launcher, o BuildOptions) (string, *man
 			return err
 		}
 		if o.Key != nil {
-			if err := addBytes(zw, SigFileName, SignManifest(o.Key, data), 0o644); err != nil {
+			if err := addBytes(zw, SigFileName, trust.SignManifest(o.Key, data), 0o644); err != nil {
 				return err
 			}
 		}
@@ -173,7 +174,7 @@ func Sign(zipPath string, key ed25519.PrivateKey) error {
 				return err
 			}
 			if f.Name == manifest.FileName {
-				if err := addBytes(zw, SigFileName, SignManifest(key, data), 0o644); err != nil {
+				if err := addBytes(zw, SigFileName, trust.SignManifest(key, data), 0o644); err != nil {
 					return err
 				}
 			}
