@@ -11,9 +11,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/host/upgrade"
 	"github.com/packhost/packhost/internal/packtest"
 )
 
@@ -43,7 +43,7 @@ func statusSystem(b *testing.B, n int) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := dbupdate.Upgrade(ctx, sys.Packs, dbupdate.Needed(r), nil); err != nil {
+	if err := upgrade.Packs(ctx, sys.Packs, upgrade.Needed(r), nil); err != nil {
 		b.Fatal(err)
 	}
 	return root

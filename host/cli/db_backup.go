@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/packhost/packhost/host/backup"
-	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/progress"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/host/upgrade"
 	"github.com/packhost/packhost/internal/packpb"
 )
 
@@ -109,7 +109,7 @@ func dbRestoreCmd(e env, args []string) (int, error) {
 		return 1, fmt.Errorf("db restore: %w", err)
 	}
 	if !*verifyOnly {
-		unlock, err := dbupdate.Lock(e.ctx, sys.Target, sys.DB, func() {
+		unlock, err := upgrade.Lock(e.ctx, sys.Target, sys.DB, func() {
 			sys.Log.Info("another host is changing this database; waiting for it to finish")
 		})
 		if err != nil {

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"text/tabwriter"
 
-	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/host/upgrade"
 )
 
 // dbRepairCmd records, for each table in version_mismatch, the version its
@@ -32,7 +32,7 @@ func dbRepairCmd(e env, args []string) (int, error) {
 	if *only != "" && sys.Pack(*only) == nil {
 		return 1, fmt.Errorf("db repair: pack %s is not installed or did not start", *only)
 	}
-	unlock, err := dbupdate.Lock(e.ctx, sys.Target, sys.DB, func() {
+	unlock, err := upgrade.Lock(e.ctx, sys.Target, sys.DB, func() {
 		sys.Log.Info("another host is changing this database; waiting for it to finish")
 	})
 	if err != nil {

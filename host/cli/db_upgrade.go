@@ -3,8 +3,8 @@ package cli
 import (
 	"errors"
 
-	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/report"
+	"github.com/packhost/packhost/host/upgrade"
 )
 
 // dbUpgradeCmd does what `host run --update-db` does before serving (back
@@ -33,7 +33,7 @@ func dbUpgradeCmd(e env, args []string) (int, error) {
 		return 1, errors.New("db upgrade: some packs did not start; fix or uninstall them first")
 	}
 	if err := upgradeDB(e, sys, *noBackup); err != nil {
-		if errors.Is(err, dbupdate.ErrConflict) {
+		if errors.Is(err, upgrade.ErrConflict) {
 			return report.ExitSchemaConflict, err
 		}
 		return 1, err

@@ -7,10 +7,10 @@ import (
 	"net"
 	"slices"
 
-	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/progress"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/host/upgrade"
 	"github.com/packhost/packhost/host/web"
 	"github.com/packhost/packhost/internal/packpb"
 )
@@ -139,10 +139,10 @@ func runCmd(e env, args []string) (int, error) {
 }
 
 // upgradeDB backs up and upgrades every pack that needs it (see
-// dbupdate.Run), showing progress.
+// upgrade.Run), showing progress.
 func upgradeDB(e env, sys *system.System, noBackup bool) error {
 	bars := progress.New(e.stdout, sys.Log)
-	r, err := dbupdate.Run(e.ctx, sys, dbupdate.RunOptions{
+	r, err := upgrade.Run(e.ctx, sys, upgrade.RunOptions{
 		NoBackup: noBackup,
 		Backup: func(ctx context.Context, ids []string) error {
 			return backupPacks(ctx, e, sys, ids)

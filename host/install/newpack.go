@@ -10,8 +10,8 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
-	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/recovery"
+	"github.com/packhost/packhost/host/upgrade"
 	"github.com/packhost/packhost/internal/meta"
 	"github.com/packhost/packhost/internal/schema"
 )
@@ -34,7 +34,7 @@ func (d PackDB) DropNew(ctx context.Context, id string, rec *recovery.NewPackDB)
 	if d.DB == nil {
 		return errors.New("remove the tables of " + id + ": no database connection")
 	}
-	unlock, err := dbupdate.Lock(ctx, d.Target, d.DB, func() {
+	unlock, err := upgrade.Lock(ctx, d.Target, d.DB, func() {
 		d.log().Info("another host is upgrading this database; waiting for it to finish")
 	})
 	if err != nil {
@@ -70,25 +70,23 @@ func recordNewPack(ctx context.Context, db *gorm.DB, id string, tables []string,
 	if !meta.Present(ctx, db) {
 		return rec, nil
 	}
-	var settings []meta.Setting
-	if err := db.Where("pack_id = ?", id).Order("key").Find(&settings).Error; err != nil {
-		return nil, fmt.Errorf("read pack_settings: %w", err)
+	settings, err := meta.PackSettings(ctx, db, id)
+	if err != nil {
+		return nil, err
 	}
 	for _, s := range settings {
 		if ownsKey(rec, s.Key) {
 			rec.Settings = append(rec.Settings, s)
 		}
 	}
-	if len(rec.Created) > 0 {
-		if err := db.Where("table_name IN ?", rec.Created).Order("table_name, table_version").Find(&rec.Registry).Error; err != nil {
-			return nil, fmt.Errorf("read schema_registry: %w", err)
-		}
+	if rec.Registry, err = meta.Registrations(ctx, db, rec.Created); err != nil {
+		return nil, err
 	}
 	return rec, nil
 }
 
 func versionKeys(tables []string) []string {
-	var keys []string
+	keys := []string{}
 	for _, t := range tables {
 		keys = append(keys, meta.VersionKey(t))
 	}
@@ -130,33 +128,13 @@ func dropNewPack(ctx context.Context, db *gorm.DB, id string, rec *recovery.NewP
 		if !meta.Present(ctx, tx) {
 			return nil
 		}
-		del := tx.Where("pack_id = ?", id)
-		switch {
-		case rec.Replaced:
-			del = del.Where("key IN ?", versionKeys(rec.Created))
-		case len(rec.Kept) > 0:
-			del = del.Where("key NOT IN ?", versionKeys(rec.Kept))
+		keys := meta.Keys{Except: versionKeys(rec.Kept)}
+		if rec.Replaced {
+			keys = meta.Keys{Only: versionKeys(rec.Created)}
 		}
-		if !rec.Replaced || len(rec.Created) > 0 {
-			if err := del.Delete(&meta.Setting{}).Error; err != nil {
-				return fmt.Errorf("delete the pack_settings rows of %s: %w", id, err)
-			}
+		if err := meta.ReplaceSettings(ctx, tx, id, keys, rec.Settings); err != nil {
+			return err
 		}
-		if len(rec.Settings) > 0 {
-			if err := tx.Create(&rec.Settings).Error; err != nil {
-				return fmt.Errorf("put back the pack_settings rows of %s: %w", id, err)
-			}
-		}
-		if len(rec.Created) > 0 {
-			if err := tx.Where("table_name IN ?", rec.Created).Delete(&meta.Registration{}).Error; err != nil {
-				return fmt.Errorf("delete the schema_registry rows of %s: %w", strings.Join(rec.Created, ", "), err)
-			}
-		}
-		if len(rec.Registry) > 0 {
-			if err := tx.Create(&rec.Registry).Error; err != nil {
-				return fmt.Errorf("put back the schema_registry rows of %s: %w", strings.Join(rec.Created, ", "), err)
-			}
-		}
-		return nil
+		return meta.ReplaceRegistrations(ctx, tx, rec.Created, rec.Registry)
 	})
 }

@@ -11,9 +11,9 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/packhost/packhost/host/backup"
-	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/host/upgrade"
 	"github.com/packhost/packhost/internal/crashpoint"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/naming"
@@ -87,7 +87,7 @@ func notRunning(id string) error {
 // Upgrade implements DBSteps.
 func (d PackDB) Upgrade(ctx context.Context, running []*packs.Pack, ids []string) error {
 	if d.DB != nil {
-		unlock, err := dbupdate.Lock(ctx, d.Target, d.DB, func() {
+		unlock, err := upgrade.Lock(ctx, d.Target, d.DB, func() {
 			d.log().Info("another host is upgrading this database; waiting for it to finish")
 		})
 		if err != nil {
@@ -99,7 +99,7 @@ func (d PackDB) Upgrade(ctx context.Context, running []*packs.Pack, ids []string
 	for _, id := range ids {
 		which[id] = true
 	}
-	ordered, err := dbupdate.Order(running)
+	ordered, err := upgrade.Order(running)
 	if err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func (d PackDB) Upgrade(ctx context.Context, running []*packs.Pack, ids []string
 			crashpoint.At(CrashBetweenPackUpgrades)
 		}
 		n++
-		err := dbupdate.Upgrade(ctx, running, map[string]bool{p.ID: true}, func(id string, ev *packpb.Progress) {
+		err := upgrade.Packs(ctx, running, map[string]bool{p.ID: true}, func(id string, ev *packpb.Progress) {
 			if ev.Done {
 				d.log().Info("upgrade done", "pack", id, "message", ev.Message)
 				return

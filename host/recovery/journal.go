@@ -36,9 +36,16 @@ const (
 	StateRestoreDB = "restore-db"
 )
 
-// Journal records an install so that it can be finished or undone.
+// JournalFormat tags the journal's JSON; Read refuses formats it does not
+// know. A journal without a format is the first one's (see readV1).
+const JournalFormat = "packhost-install-journal/2"
+
+// Journal records an install so that it can be finished or undone. Its
+// JSON form is the on-disk format: every field has its tag, and a change
+// of meaning gets a new JournalFormat.
 type Journal struct {
-	// Stamp is the install's UTC timestamp (TimeFormat).
+	Format string `json:"format"`
+	// Stamp is the install's UTC timestamp (naming.StampLayout).
 	Stamp string `json:"stamp"`
 	State string `json:"state"`
 	// DBBackup is the token of the database backup taken before the
@@ -148,16 +155,35 @@ func Read(root string) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read install journal: %w", err)
 	}
-	var j Journal
-	if err := json.Unmarshal(data, &j); err != nil {
-		return nil, fmt.Errorf("install journal %s is unreadable (%v); restore the system directory from the newest Updates_Backups/system-*.zip", Path(root), err)
+	unreadable := func(err error) error {
+		return fmt.Errorf("install journal %s is unreadable (%v); restore the system directory from the newest Updates_Backups/system-*.zip", Path(root), err)
 	}
+	var head struct {
+		Format string `json:"format"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, unreadable(err)
+	}
+	var j Journal
+	switch head.Format {
+	case JournalFormat:
+		err = json.Unmarshal(data, &j)
+	case "":
+		err = readV1(data, &j)
+	default:
+		return nil, unreadable(fmt.Errorf("format %q is not %q: it was written by another version of the host", head.Format, JournalFormat))
+	}
+	if err != nil {
+		return nil, unreadable(err)
+	}
+	j.Format = JournalFormat
 	return &j, nil
 }
 
 // write replaces the journal atomically and durably: a temporary file,
 // fsync, rename, fsync of the directory.
 func (j *Journal) Write(root string) error {
+	j.Format = JournalFormat
 	data, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
 		return err

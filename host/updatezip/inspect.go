@@ -16,12 +16,12 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
-	"github.com/packhost/packhost/host/dbupdate"
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/host/trust"
+	"github.com/packhost/packhost/host/upgrade"
 )
 
 // Limits bound what a zip may expand to.
@@ -243,7 +243,7 @@ func crossCheck(zips []*Zip, installed map[string]*manifest.Manifest) {
 }
 
 // Order sorts zips for installing: core first, then each pack after the
-// packs it depends on, then by id (dbupdate.Sort); zips without a
+// packs it depends on, then by id (upgrade.Sort); zips without a
 // manifest, and second zips of one pack, go last by file name. Missing
 // dependencies and cycles do not stop it: crossCheck reports the first,
 // and the packs report the second when they start.
@@ -259,7 +259,7 @@ func Order(zips []*Zip) []*Zip {
 		seen[id] = true
 		first = append(first, z)
 	}
-	out, _ := dbupdate.Sort(first, (*Zip).ID, func(z *Zip) []string { return z.Manifest.DependsOn })
+	out, _ := upgrade.Sort(first, (*Zip).ID, func(z *Zip) []string { return z.Manifest.DependsOn })
 	sort.SliceStable(rest, func(i, j int) bool { return rest[i].File < rest[j].File })
 	return append(out, rest...)
 }

@@ -1,6 +1,8 @@
 // Package meta reads and writes the host-owned meta tables of SPEC:
-// pack_settings and schema_registry. The host creates them; packs read and
-// write their own rows through the SDK.
+// pack_settings and schema_registry. It is the only code that writes them:
+// the pack runtime (internal/packrt) records versions and schemas through
+// it inside each step's transaction, restores a backup's rows through it,
+// and the installer (host/install) puts a new pack's rows back through it.
 package meta
 
 import (
@@ -26,11 +28,13 @@ const (
 const VersionKeyPrefix = "schema_version:"
 
 // Setting is one row of pack_settings.
+// Its JSON form (the journal's) is stable: renaming a Go field must not
+// change it.
 type Setting struct {
-	PackID    string    `gorm:"column:pack_id;primaryKey;size:64"`
-	Key       string    `gorm:"column:key;primaryKey;size:255"`
-	Value     string    `gorm:"column:value;not null"`
-	UpdatedAt time.Time `gorm:"column:updated_at;not null"`
+	PackID    string    `gorm:"column:pack_id;primaryKey;size:64" json:"pack_id"`
+	Key       string    `gorm:"column:key;primaryKey;size:255" json:"key"`
+	Value     string    `gorm:"column:value;not null" json:"value"`
+	UpdatedAt time.Time `gorm:"column:updated_at;not null" json:"updated_at"`
 }
 
 // TableName implements gorm's Tabler.
@@ -38,12 +42,13 @@ func (Setting) TableName() string { return SettingsTable }
 
 // Registration is one row of schema_registry: the canonical schema text of a
 // table at a version, as installed on this database.
+// Its JSON form is stable, as Setting's.
 type Registration struct {
-	TableName_   string    `gorm:"column:table_name;primaryKey;size:255"`
-	TableVersion int       `gorm:"column:table_version;primaryKey;autoIncrement:false"`
-	PackID       string    `gorm:"column:pack_id;not null;size:64"`
-	SchemaText   string    `gorm:"column:schema_text;not null"`
-	CreatedAt    time.Time `gorm:"column:created_at;not null"`
+	TableName_   string    `gorm:"column:table_name;primaryKey;size:255" json:"table_name"`
+	TableVersion int       `gorm:"column:table_version;primaryKey;autoIncrement:false" json:"table_version"`
+	PackID       string    `gorm:"column:pack_id;not null;size:64" json:"pack_id"`
+	SchemaText   string    `gorm:"column:schema_text;not null" json:"schema_text"`
+	CreatedAt    time.Time `gorm:"column:created_at;not null" json:"created_at"`
 }
 
 // TableName implements gorm's Tabler.
@@ -153,3 +158,82 @@ func Register(ctx context.Context, tx *gorm.DB, packID, table string, version in
 // IsMetaTable reports whether name is one of the host's meta tables, which
 // no pack may declare.
 func IsMetaTable(name string) bool { return name == SettingsTable || name == RegistryTable }
+
+// PackSettings returns the pack's pack_settings rows, by key (none when the
+// meta tables do not exist yet).
+func PackSettings(ctx context.Context, db *gorm.DB, packID string) ([]Setting, error) {
+	var out []Setting
+	if !Present(ctx, db) {
+		return out, nil
+	}
+	if err := db.WithContext(ctx).Where("pack_id = ?", packID).Order("key").Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("read pack_settings of %s: %w", packID, err)
+	}
+	return out, nil
+}
+
+// Registrations returns the schema_registry rows of the tables, by table
+// and version.
+func Registrations(ctx context.Context, db *gorm.DB, tables []string) ([]Registration, error) {
+	var out []Registration
+	if len(tables) == 0 || !Present(ctx, db) {
+		return out, nil
+	}
+	if err := db.WithContext(ctx).Where("table_name IN ?", tables).Order("table_name, table_version").Find(&out).Error; err != nil {
+		return nil, fmt.Errorf("read schema_registry: %w", err)
+	}
+	return out, nil
+}
+
+// Keys says which of a pack's pack_settings rows a replacement covers:
+// every key but Except, or, when Only is not nil, just Only.
+type Keys struct {
+	Only   []string
+	Except []string
+}
+
+// ReplaceSettings replaces the pack's pack_settings rows that keys covers
+// with rows (which must be the pack's and covered by keys), in tx.
+func ReplaceSettings(ctx context.Context, tx *gorm.DB, packID string, keys Keys, rows []Setting) error {
+	del := tx.WithContext(ctx).Where("pack_id = ?", packID)
+	switch {
+	case keys.Only != nil && len(keys.Only) == 0:
+		del = nil
+	case keys.Only != nil:
+		del = del.Where("key IN ?", keys.Only)
+	case len(keys.Except) > 0:
+		del = del.Where("key NOT IN ?", keys.Except)
+	}
+	if del != nil {
+		if err := del.Delete(&Setting{}).Error; err != nil {
+			return fmt.Errorf("clear pack_settings of %s: %w", packID, err)
+		}
+	}
+	for _, r := range rows {
+		if r.PackID != packID {
+			return fmt.Errorf("put back pack_settings of %s: a row of pack %q", packID, r.PackID)
+		}
+		row := r
+		if err := tx.WithContext(ctx).Create(&row).Error; err != nil {
+			return fmt.Errorf("put back pack setting %s/%s: %w", packID, r.Key, err)
+		}
+	}
+	return nil
+}
+
+// ReplaceRegistrations replaces the schema_registry rows of the tables
+// with rows, in tx.
+func ReplaceRegistrations(ctx context.Context, tx *gorm.DB, tables []string, rows []Registration) error {
+	if len(tables) > 0 {
+		if err := tx.WithContext(ctx).Where("table_name IN ?", tables).Delete(&Registration{}).Error; err != nil {
+			return fmt.Errorf("clear schema_registry of %s: %w", strings.Join(tables, ", "), err)
+		}
+	}
+	for _, r := range rows {
+		row := r
+		if err := tx.WithContext(ctx).Create(&row).Error; err != nil {
+			return fmt.Errorf("put back schema_registry row %s v%d: %w", r.TableName_, r.TableVersion, err)
+		}
+	}
+	return nil
+}

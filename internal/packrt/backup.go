@@ -335,21 +335,17 @@ func sequencesOf(ctx context.Context, g *gorm.DB, table string, cols []string) (
 // the pack's tables that are not in the backup) and the registry rows of
 // the backed-up tables.
 func (r *runtime) backupMeta(ctx context.Context, g *gorm.DB, dir string, tables map[string]bool, m *backupfile.Manifest) error {
-	var settings []meta.Setting
-	var regs []meta.Registration
-	if meta.Present(ctx, g) {
-		if err := g.Where("pack_id = ?", r.pack.ID).Order("key").Find(&settings).Error; err != nil {
-			return fmt.Errorf("read pack_settings: %w", err)
-		}
-		if len(tables) > 0 {
-			names := make([]string, 0, len(tables))
-			for n := range tables {
-				names = append(names, n)
-			}
-			if err := g.Where("table_name IN ?", names).Order("table_name, table_version").Find(&regs).Error; err != nil {
-				return fmt.Errorf("read schema_registry: %w", err)
-			}
-		}
+	settings, err := meta.PackSettings(ctx, g, r.pack.ID)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(tables))
+	for n := range tables {
+		names = append(names, n)
+	}
+	regs, err := meta.Registrations(ctx, g, names)
+	if err != nil {
+		return err
 	}
 	outS := []backupfile.Setting{}
 	for _, s := range settings {

@@ -381,35 +381,25 @@ func (r *runtime) restoreMeta(ctx context.Context, tx *gorm.DB, l *loaded) error
 			keep = append(keep, meta.VersionKey(t.Name))
 		}
 	}
-	q := tx.Where("pack_id = ?", r.pack.ID)
-	if len(keep) > 0 {
-		q = q.Where("key NOT IN ?", keep)
-	}
-	if err := q.Delete(&meta.Setting{}).Error; err != nil {
-		return fmt.Errorf("clear pack_settings of %s: %w", r.pack.ID, err)
-	}
-	if len(names) > 0 {
-		if err := tx.Where("table_name IN ?", names).Delete(&meta.Registration{}).Error; err != nil {
-			return fmt.Errorf("clear schema_registry: %w", err)
-		}
-	}
+	var settings []meta.Setting
 	for _, s := range l.settings {
 		if t, ok := strings.CutPrefix(s.Key, meta.VersionKeyPrefix); ok && !inBackup[t] {
 			if _, owned := r.pack.table(t); owned {
 				continue
 			}
 		}
-		row := meta.Setting{PackID: s.PackID, Key: s.Key, Value: s.Value, UpdatedAt: s.UpdatedAt}
-		if err := tx.Create(&row).Error; err != nil {
-			return fmt.Errorf("restore pack setting %s: %w", s.Key, err)
-		}
+		settings = append(settings, meta.Setting{PackID: s.PackID, Key: s.Key, Value: s.Value, UpdatedAt: s.UpdatedAt})
 	}
+	if err := meta.ReplaceSettings(ctx, tx, r.pack.ID, meta.Keys{Except: keep}, settings); err != nil {
+		return err
+	}
+	regs := make([]meta.Registration, 0, len(l.regs))
 	for _, x := range l.regs {
-		row := meta.Registration{TableName_: x.TableName, TableVersion: x.TableVersion, PackID: x.PackID,
-			SchemaText: x.SchemaText, CreatedAt: x.CreatedAt}
-		if err := tx.Create(&row).Error; err != nil {
-			return fmt.Errorf("restore schema_registry row %s v%d: %w", x.TableName, x.TableVersion, err)
-		}
+		regs = append(regs, meta.Registration{TableName_: x.TableName, TableVersion: x.TableVersion, PackID: x.PackID,
+			SchemaText: x.SchemaText, CreatedAt: x.CreatedAt})
+	}
+	if err := meta.ReplaceRegistrations(ctx, tx, names, regs); err != nil {
+		return err
 	}
 	return nil
 }

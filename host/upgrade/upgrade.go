@@ -1,7 +1,7 @@
-// Package dbupdate drives database upgrades across packs: which packs need
+// Package upgrade drives table upgrades across packs: which packs need
 // one, in which order (core first, then by declared dependencies), and
 // running them with progress.
-package dbupdate
+package upgrade
 
 import (
 	"context"
@@ -105,10 +105,10 @@ func Needed(r *report.Report) map[string]bool {
 // Progress receives upgrade events, tagged with the pack.
 type Progress func(packID string, ev *packpb.Progress)
 
-// Upgrade upgrades the given packs in dependency order and stops at the
+// Packs upgrades the given packs in dependency order and stops at the
 // first failure; the failed step was rolled back by the pack, and the
 // packs before it stay upgraded.
-func Upgrade(ctx context.Context, list []*packs.Pack, which map[string]bool, progress Progress) error {
+func Packs(ctx context.Context, list []*packs.Pack, which map[string]bool, progress Progress) error {
 	ordered, err := Order(list)
 	if err != nil {
 		return err

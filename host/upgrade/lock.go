@@ -1,4 +1,4 @@
-package dbupdate
+package upgrade
 
 import (
 	"context"

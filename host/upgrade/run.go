@@ -1,4 +1,4 @@
-package dbupdate
+package upgrade
 
 import (
 	"context"
@@ -83,7 +83,7 @@ func Run(ctx context.Context, sys *system.System, opts RunOptions) (*report.Repo
 			return r, fmt.Errorf("backup before upgrade failed, nothing was upgraded: %w", err)
 		}
 	}
-	if err := Upgrade(ctx, sys.Packs, which, opts.Progress); err != nil {
+	if err := Packs(ctx, sys.Packs, which, opts.Progress); err != nil {
 		return r, err
 	}
 	after, err := sys.Report(ctx)

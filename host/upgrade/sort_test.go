@@ -1,10 +1,10 @@
-package dbupdate_test
+package upgrade_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/packhost/packhost/host/dbupdate"
+	"github.com/packhost/packhost/host/upgrade"
 )
 
 type node struct {
@@ -34,7 +34,7 @@ func TestSortPutsCoreThenDependenciesFirst(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			out, err := dbupdate.Sort(c.nodes, func(n node) string { return n.id }, func(n node) []string { return n.deps })
+			out, err := upgrade.Sort(c.nodes, func(n node) string { return n.id }, func(n node) []string { return n.deps })
 			var ids []string
 			for _, n := range out {
 				ids = append(ids, n.id)

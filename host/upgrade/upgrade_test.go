@@ -1,4 +1,4 @@
-package dbupdate_test
+package upgrade_test
 
 import (
 	"context"
