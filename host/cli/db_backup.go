@@ -13,6 +13,7 @@ import (
 	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/host/upgrade"
 	"github.com/packhost/packhost/internal/packpb"
+	"github.com/packhost/packhost/internal/tablestate"
 )
 
 // dbBackupCmd backs up every running pack's tables and settings (or one
@@ -144,7 +145,7 @@ func dbRestoreCmd(e env, args []string) (int, error) {
 			if st.Name != t.Name {
 				continue
 			}
-			fmt.Fprintf(e.stdout, "  %-24s version %-3d %10d rows  %s\n", t.Name, t.Version, t.Rows, system.StateName(st.State))
+			fmt.Fprintf(e.stdout, "  %-24s version %-3d %10d rows  %s\n", t.Name, t.Version, t.Rows, tablestate.Name(st.State))
 			outdated = outdated || st.State == packpb.TableState_TABLE_STATE_OUTDATED
 		}
 	}

@@ -5,8 +5,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/packhost/packhost/host/report"
-	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/host/upgrade"
+	"github.com/packhost/packhost/internal/tablestate"
 )
 
 // dbRepairCmd records, for each table in version_mismatch, the version its
@@ -53,9 +53,9 @@ func dbRepairCmd(e env, args []string) (int, error) {
 			return 1, fmt.Errorf("db repair %s: %w", p.ID, err)
 		}
 		for _, t := range res {
-			state := system.StateName(t.StateBefore)
+			state := tablestate.Name(t.StateBefore)
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", p.ID, t.Name, state, t.Before, t.After, t.Detail)
-			if state == report.StateDrift {
+			if state == tablestate.Drift {
 				code = report.ExitSchemaConflict
 			}
 		}

@@ -11,12 +11,12 @@ import (
 	"testing"
 
 	"github.com/packhost/packhost/host/manifest"
-	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/internal/crashpoint"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/packtest"
+	"github.com/packhost/packhost/internal/tablestate"
 	"github.com/packhost/packhost/internal/ziptest"
 )
 
@@ -101,7 +101,7 @@ func (s sys) wantPack(id, version string, table int) {
 			s.t.Errorf("%s reports no table", id)
 		}
 		for _, tb := range p.Tables {
-			if tb.InstalledVersion != table || tb.State != report.StateOK {
+			if tb.InstalledVersion != table || tb.State != tablestate.OK {
 				s.t.Errorf("%s: table %s at %d (%s), want %d ok", id, tb.Name, tb.InstalledVersion, tb.State, table)
 			}
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/packtest"
+	"github.com/packhost/packhost/internal/tablestate"
 	"github.com/packhost/packhost/internal/ziptest"
 )
 
@@ -126,7 +127,7 @@ func (s sys) wantNotes(version string, table int) {
 			s.t.Errorf("notes running=%v version %s (%s), want %s running", p.Running, p.Version, p.Error, version)
 		}
 		for _, tb := range p.Tables {
-			if tb.InstalledVersion != table || tb.State != report.StateOK {
+			if tb.InstalledVersion != table || tb.State != tablestate.OK {
 				s.t.Errorf("table %s at %d (%s), want %d ok", tb.Name, tb.InstalledVersion, tb.State, table)
 			}
 		}

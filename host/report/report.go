@@ -9,6 +9,9 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/packhost/packhost/host/manifest"
+	"github.com/packhost/packhost/internal/tablestate"
 )
 
 // Exit codes of SPEC, shared by `host run` and `host status`.
@@ -19,16 +22,6 @@ const (
 	ExitCodeUpdates    = 3
 	ExitDBUpdates      = 4
 	ExitSchemaConflict = 5
-)
-
-// Table states of SPEC.
-const (
-	StateOK              = "ok"
-	StateMissing         = "missing"
-	StateOutdated        = "outdated"
-	StateNewer           = "newer"
-	StateVersionMismatch = "version_mismatch"
-	StateDrift           = "drift"
 )
 
 // Report is the state of one system directory and its database.
@@ -47,11 +40,14 @@ type Report struct {
 
 // Pack is one installed pack.
 type Pack struct {
-	ID          string  `json:"id"`
-	Version     string  `json:"version"`
-	Path        string  `json:"path"`
-	Description string  `json:"description,omitempty"`
-	Running     bool    `json:"running"`
+	ID          string `json:"id"`
+	Version     string `json:"version"`
+	Path        string `json:"path"`
+	Description string `json:"description,omitempty"`
+	Running     bool   `json:"running"`
+	// CheckFailed says the pack started but its CheckSchema failed (Error
+	// says how).
+	CheckFailed bool    `json:"check_failed,omitempty"`
 	Error       string  `json:"error,omitempty"`
 	Tables      []Table `json:"tables"`
 }
@@ -79,20 +75,11 @@ type PendingUpdate struct {
 	MinHostVersion   string `json:"min_host_version,omitempty"`
 	// Signature is "signed" (SignedBy names the trusted key), "unsigned",
 	// "invalid", or "unverified" (signed, but no key is trusted).
-	Signature string     `json:"signature,omitempty"`
-	SignedBy  string     `json:"signed_by,omitempty"`
-	WhatsNew  string     `json:"whats_new,omitempty"`
-	DBChanges []DBChange `json:"db_changes,omitempty"`
-	Problems  []string   `json:"problems,omitempty"`
-}
-
-// DBChange is one table change an update brings.
-type DBChange struct {
-	Table       string `json:"table"`
-	From        int    `json:"from"`
-	To          int    `json:"to"`
-	Summary     string `json:"summary"`
-	Destructive bool   `json:"destructive"`
+	Signature string              `json:"signature,omitempty"`
+	SignedBy  string              `json:"signed_by,omitempty"`
+	WhatsNew  string              `json:"whats_new,omitempty"`
+	DBChanges []manifest.DBChange `json:"db_changes,omitempty"`
+	Problems  []string            `json:"problems,omitempty"`
 }
 
 // Finish computes the exit code and hints from the contents, in the order
@@ -109,7 +96,7 @@ func (r *Report) Finish() {
 		r.Problems = []string{}
 	}
 	r.Hints = []string{}
-	conflict, needs, mismatch := r.Conflict(), r.NeedsUpgrade(), r.has(StateVersionMismatch)
+	conflict, needs, mismatch := r.Conflict(), r.NeedsUpgrade(), r.has(tablestate.VersionMismatch)
 	switch {
 	case len(r.Problems) > 0:
 		r.ExitCode = ExitError
@@ -136,17 +123,20 @@ func (r *Report) Finish() {
 
 // Conflict reports whether a table is newer than its code, drifted, or at
 // another registered version than recorded: no upgrade may run past it.
-func (r *Report) Conflict() bool {
-	return r.has(StateNewer) || r.has(StateDrift) || r.has(StateVersionMismatch)
-}
+func (r *Report) Conflict() bool { return r.any(tablestate.Conflict) }
 
 // NeedsUpgrade reports whether a table is missing or outdated.
-func (r *Report) NeedsUpgrade() bool { return r.has(StateMissing) || r.has(StateOutdated) }
+func (r *Report) NeedsUpgrade() bool { return r.any(tablestate.NeedsUpgrade) }
 
 func (r *Report) has(state string) bool {
+	return r.any(func(s string) bool { return s == state })
+}
+
+// any reports whether a table's state satisfies f.
+func (r *Report) any(f func(state string) bool) bool {
 	for _, p := range r.Packs {
 		for _, t := range p.Tables {
-			if t.State == state {
+			if f(t.State) {
 				return true
 			}
 		}
@@ -172,7 +162,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, p := range r.Packs {
 		if !p.Running {
 			state := "not running"
-			if strings.HasPrefix(p.Error, "check schema") {
+			if p.CheckFailed {
 				state = "check failed"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t%s\n", p.ID, Dash(p.Version), state)

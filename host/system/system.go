@@ -22,6 +22,7 @@ import (
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/meta"
 	"github.com/packhost/packhost/internal/packpb"
+	"github.com/packhost/packhost/internal/tablestate"
 )
 
 // Folders of a system directory (SPEC).
@@ -249,7 +250,7 @@ func (s *System) Report(ctx context.Context) (*report.Report, error) {
 		pr.Version, pr.Description = p.Info.Version, p.Info.Description
 		states, err := results[p.ID].states, results[p.ID].err
 		if err != nil {
-			pr.Running = false
+			pr.Running, pr.CheckFailed = false, true
 			pr.Error = fmt.Sprintf("check schema: %v", err)
 			r.Problems = append(r.Problems, fmt.Sprintf("pack %s: check schema: %v", p.ID, err))
 			r.Packs = append(r.Packs, pr)
@@ -295,31 +296,12 @@ func TableReport(t *packpb.TableStatus) report.Table {
 		Name:             t.Name,
 		InstalledVersion: int(t.InstalledVersion),
 		CodeVersion:      int(t.CodeVersion),
-		State:            StateName(t.State),
+		State:            tablestate.Name(t.State),
 		MatchedVersion:   int(t.MatchedVersion),
 		Detail:           t.Detail,
 		Diff:             t.Diff,
 		DriftColumns:     t.DriftColumns,
 	}
-}
-
-// StateName is the SPEC name of a table state.
-func StateName(s packpb.TableState) string {
-	switch s {
-	case packpb.TableState_TABLE_STATE_OK:
-		return report.StateOK
-	case packpb.TableState_TABLE_STATE_MISSING:
-		return report.StateMissing
-	case packpb.TableState_TABLE_STATE_OUTDATED:
-		return report.StateOutdated
-	case packpb.TableState_TABLE_STATE_NEWER:
-		return report.StateNewer
-	case packpb.TableState_TABLE_STATE_VERSION_MISMATCH:
-		return report.StateVersionMismatch
-	case packpb.TableState_TABLE_STATE_DRIFT:
-		return report.StateDrift
-	}
-	return "unknown"
 }
 
 // PendingUpdates reports the zips waiting in Updates_Pending.

@@ -146,9 +146,7 @@ func (z *Zip) Report() report.PendingUpdate {
 	}
 	if m := z.Manifest; m != nil {
 		u.PackID, u.Version, u.WhatsNew, u.MinHostVersion = m.ID, m.Version, m.WhatsNew, m.MinHostVersion
-		for _, c := range z.NewChanges() {
-			u.DBChanges = append(u.DBChanges, report.DBChange{Table: c.Table, From: c.From, To: c.To, Summary: c.Summary, Destructive: c.Destructive})
-		}
+		u.DBChanges = z.NewChanges()
 	}
 	return u
 }

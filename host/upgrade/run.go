@@ -9,6 +9,7 @@ import (
 
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/internal/tablestate"
 )
 
 // ErrConflict is returned by Run when a table is newer than its code, has
@@ -95,7 +96,7 @@ func Run(ctx context.Context, sys *system.System, opts RunOptions) (*report.Repo
 			continue
 		}
 		for _, t := range p.Tables {
-			if t.State != report.StateOK {
+			if t.State != tablestate.OK {
 				return after, fmt.Errorf("after the upgrade, %s.%s is %s (%s)", p.ID, t.Name, t.State, t.Detail)
 			}
 		}

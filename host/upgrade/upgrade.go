@@ -12,6 +12,7 @@ import (
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/internal/packpb"
+	"github.com/packhost/packhost/internal/tablestate"
 )
 
 // Order sorts packs so that the core pack comes first and every pack comes
@@ -94,7 +95,7 @@ func Needed(r *report.Report) map[string]bool {
 	out := map[string]bool{}
 	for _, p := range r.Packs {
 		for _, t := range p.Tables {
-			if t.State == report.StateMissing || t.State == report.StateOutdated {
+			if tablestate.NeedsUpgrade(t.State) {
 				out[p.ID] = true
 			}
 		}

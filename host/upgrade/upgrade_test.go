@@ -17,6 +17,7 @@ import (
 	"github.com/packhost/packhost/internal/meta"
 	"github.com/packhost/packhost/internal/packtest"
 	"github.com/packhost/packhost/internal/schema"
+	"github.com/packhost/packhost/internal/tablestate"
 )
 
 func TestMain(m *testing.M) { packtest.Main(m) }
@@ -127,7 +128,7 @@ func TestAFreshDatabaseNeedsEveryTableAndUpgradeInstallsThem(t *testing.T) {
 			t.Fatalf("fresh database: exit %d, want 4", r.ExitCode)
 		}
 		for _, name := range []string{"users", "audit_log"} {
-			if st := table(t, r, "core", name).State; st != report.StateMissing {
+			if st := table(t, r, "core", name).State; st != tablestate.Missing {
 				t.Fatalf("core.%s is %s, want missing", name, st)
 			}
 		}
@@ -181,7 +182,7 @@ func TestAColumnAddedByHandIsDriftUntilItIsRemoved(t *testing.T) {
 		}
 		r, _ := s.status(t)
 		tb := table(t, r, "notes", "notes")
-		if r.ExitCode != report.ExitSchemaConflict || tb.State != report.StateDrift {
+		if r.ExitCode != report.ExitSchemaConflict || tb.State != tablestate.Drift {
 			t.Fatalf("want drift and exit 5, got %s and exit %d", tb.State, r.ExitCode)
 		}
 		if jsonOf(tb.DriftColumns) != `["surprise"]` || !strings.Contains(tb.Diff, "+ column surprise integer") {
@@ -213,7 +214,7 @@ func TestAStoredVersionChangedByHandIsAMismatchThatRepairFixes(t *testing.T) {
 		}
 		r, res := s.status(t)
 		tb := table(t, r, "notes", "notes")
-		if r.ExitCode != report.ExitSchemaConflict || tb.State != report.StateVersionMismatch || tb.MatchedVersion != 3 {
+		if r.ExitCode != report.ExitSchemaConflict || tb.State != tablestate.VersionMismatch || tb.MatchedVersion != 3 {
 			t.Fatalf("want version_mismatch matching 3 and exit 5, got %+v exit %d", tb, r.ExitCode)
 		}
 		if !strings.Contains(strings.Join(r.Hints, " "), "host db repair") {
@@ -259,7 +260,7 @@ func TestAStoredVersionNewerThanTheCodeIsFatalAndLeftUntouched(t *testing.T) {
 		}
 		before := readState(t, db, "notes", "notes")
 		r, _ := s.status(t)
-		if tb := table(t, r, "notes", "notes"); r.ExitCode != report.ExitSchemaConflict || tb.State != report.StateNewer {
+		if tb := table(t, r, "notes", "notes"); r.ExitCode != report.ExitSchemaConflict || tb.State != tablestate.Newer {
 			t.Fatalf("want newer and exit 5, got %s exit %d", tb.State, r.ExitCode)
 		}
 		res := s.host(t, "db", "upgrade", "--no-backup")
@@ -276,7 +277,7 @@ func TestAnOlderReleaseUpgradesStepByStepToTheCodeVersion(t *testing.T) {
 		mustCode(t, s.host(t, "db", "upgrade"), 0)
 		packtest.Install(t, s.root, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3"}))
 		r, _ := s.status(t)
-		if tb := table(t, r, "notes", "notes"); r.ExitCode != report.ExitDBUpdates || tb.State != report.StateOutdated || tb.InstalledVersion != 1 {
+		if tb := table(t, r, "notes", "notes"); r.ExitCode != report.ExitDBUpdates || tb.State != tablestate.Outdated || tb.InstalledVersion != 1 {
 			t.Fatalf("want outdated from 1 and exit 4, got %+v exit %d", tb, r.ExitCode)
 		}
 		mustCode(t, s.host(t, "db", "upgrade", "--no-backup"), 0)
@@ -330,7 +331,7 @@ func TestATableThatExistsWithoutARecordedVersionIsAConflict(t *testing.T) {
 		}
 		r, _ := s.status(t)
 		tb := table(t, r, "notes", "notes")
-		if r.ExitCode != report.ExitSchemaConflict || tb.State != report.StateDrift || !strings.Contains(tb.Detail, "no version is recorded") {
+		if r.ExitCode != report.ExitSchemaConflict || tb.State != tablestate.Drift || !strings.Contains(tb.Detail, "no version is recorded") {
 			t.Fatalf("want drift (exit 5) naming the unrecorded table, got %+v exit %d", tb, r.ExitCode)
 		}
 		before := readState(t, db, "notes", "notes")

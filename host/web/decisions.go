@@ -7,6 +7,7 @@ import (
 
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/internal/tablestate"
 )
 
 // Decision is one thing the host decided at its start, and why.
@@ -69,7 +70,7 @@ func StartDecisions(sys *system.System, rep *report.Report, f StartFlags) []Deci
 	if rep != nil {
 		for _, p := range rep.Packs {
 			for _, t := range p.Tables {
-				if t.State == report.StateMissing || t.State == report.StateOutdated {
+				if tablestate.NeedsUpgrade(t.State) {
 					needing = append(needing, fmt.Sprintf("%s.%s (%s, %d -> %d)", p.ID, t.Name, t.State, t.InstalledVersion, t.CodeVersion))
 				}
 			}

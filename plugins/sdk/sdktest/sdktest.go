@@ -23,6 +23,7 @@ import (
 	"github.com/packhost/packhost/internal/packerr"
 	"github.com/packhost/packhost/internal/packpb"
 	"github.com/packhost/packhost/internal/packrt"
+	"github.com/packhost/packhost/internal/tablestate"
 	"github.com/packhost/packhost/internal/wire"
 	"github.com/packhost/packhost/plugins/sdk"
 )
@@ -105,7 +106,7 @@ func (c *Conn) Check(ctx context.Context) ([]TableState, error) {
 	for _, t := range resp.Tables {
 		out = append(out, TableState{
 			Name: t.Name, InstalledVersion: int(t.InstalledVersion), CodeVersion: int(t.CodeVersion),
-			State: stateName(t.State), Schema: t.LiveSchema, Detail: t.Detail, Diff: t.Diff,
+			State: tablestate.Name(t.State), Schema: t.LiveSchema, Detail: t.Detail, Diff: t.Diff,
 		})
 	}
 	return out, nil
@@ -127,10 +128,6 @@ func (c *Conn) Upgrade(ctx context.Context) error {
 			return packerr.FromStatus(err)
 		}
 	}
-}
-
-func stateName(s packpb.TableState) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "TABLE_STATE_"))
 }
 
 // AtVersion returns a copy of pack whose tables stop at version v (tables
