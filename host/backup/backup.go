@@ -203,6 +203,22 @@ func Resolve(dir, arg string) (string, error) {
 // through the pack it belongs to, which must be running. A damaged backup
 // is refused (errors.Is(err, packerr.ErrBackupInvalid)) and nothing changes.
 func Restore(ctx context.Context, list []*packs.Pack, path string, verifyOnly bool, progress Progress) (*backupfile.Manifest, error) {
+	return RestoreWith(ctx, list, path, RestoreOptions{VerifyOnly: verifyOnly}, progress)
+}
+
+// RestoreOptions says how a backup is restored.
+type RestoreOptions struct {
+	// VerifyOnly checks the backup and changes nothing.
+	VerifyOnly bool
+	// AsItWas puts the tables back exactly as the backup holds them, from
+	// their recorded definitions, even a table newer than the running
+	// code (an install's rollback, a backup the operator chose in `host
+	// recover`); otherwise such a backup is refused.
+	AsItWas bool
+}
+
+// RestoreWith is Restore with options.
+func RestoreWith(ctx context.Context, list []*packs.Pack, path string, o RestoreOptions, progress Progress) (*backupfile.Manifest, error) {
 	m, err := backupfile.ReadManifest(path)
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", path, err)
@@ -217,7 +233,7 @@ func Restore(ctx context.Context, list []*packs.Pack, path string, verifyOnly bo
 		return nil, fmt.Errorf("restore %s: it is a backup of pack %s, which is not installed or did not start; install the pack (at version %s or later) first",
 			path, m.PackID, m.PackVer)
 	}
-	err = p.Restore(ctx, &packpb.RestoreRequest{Dir: path, VerifyOnly: verifyOnly}, func(ev *packpb.Progress) {
+	err = p.Restore(ctx, &packpb.RestoreRequest{Dir: path, VerifyOnly: o.VerifyOnly, AsItWas: o.AsItWas}, func(ev *packpb.Progress) {
 		if progress != nil {
 			progress(p.ID, ev)
 		}

@@ -5,12 +5,11 @@ import (
 	"fmt"
 
 	"github.com/packhost/packhost/host/packs"
-	"github.com/packhost/packhost/host/system"
 )
 
 // backupPacks backs up the given packs' tables before an upgrade. A failed
 // backup keeps nothing of itself and stops the upgrade.
-func backupPacks(ctx context.Context, e env, sys *system.System, ids []string) error {
+func backupPacks(ctx context.Context, e env, sys *session, ids []string) error {
 	var list []*packs.Pack
 	for _, id := range ids {
 		p := sys.Pack(id)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/packhost/packhost/host/locks"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
 )
@@ -38,6 +39,8 @@ type common struct {
 	db           string
 	logLevel     string
 	startTimeout time.Duration
+	rpcTimeout   time.Duration
+	lockWait     time.Duration
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -45,6 +48,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.db, "db", "", "database: empty for the embedded SQLite file <root>/data/host.db, or postgres://...")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.DurationVar(&c.startTimeout, "start-timeout", 0, "how long a pack may take to start (default 10s)")
+	fs.DurationVar(&c.rpcTimeout, "rpc-timeout", 0, "how long a pack may take to answer a schema check or a repair (default 10s)")
+	fs.DurationVar(&c.lockWait, "lock-wait", locks.DefaultWait, "how long to wait for another command that holds the system or the database")
 }
 
 func (c *common) logger(e env) hclog.Logger {
@@ -52,18 +57,8 @@ func (c *common) logger(e env) hclog.Logger {
 }
 
 func (c *common) options(e env, readOnly bool) system.Options {
-	return system.Options{Root: c.root, DBFlag: c.db, ReadOnly: readOnly, StartTimeout: c.startTimeout, Logger: c.logger(e),
-		Pending: inspectPending, Checks: interruptedInstall}
-}
-
-// openForChange opens the system for a command that may change it: an
-// install the host did not finish is finished or undone first, so no
-// command works on a half-installed pack.
-func openForChange(e env, c common) (*system.System, error) {
-	if err := recoverInstall(e, c); err != nil {
-		return nil, err
-	}
-	return system.Open(e.ctx, c.options(e, false))
+	return system.Options{Root: c.root, DBFlag: c.db, ReadOnly: readOnly, StartTimeout: c.startTimeout, RPCTimeout: c.rpcTimeout,
+		Logger: c.logger(e), Pending: inspectPending, Checks: journalProblems}
 }
 
 // errUsage marks errors that are the caller's words being off (exit 2).
@@ -84,6 +79,7 @@ func commands() []command {
 		{"run", "check code updates and the database, then serve", runCmd},
 		{"status", "report packs, versions, table states and pending updates; no side effects", statusCmd},
 		{"db", "database maintenance: backup, restore, repair, upgrade", dbCmd},
+		{"recover", "an interrupted install: what it left, and the ways out (--retry, --restore PATH, --keep-current)", recoverCmd},
 		{"pack", "pack zips: build, sign; dev-install for the development loop", packCmd},
 		{"keygen", "make an ed25519 key pair for signing update zips", keygenCmd},
 		{"updates", "update feed: fetch", updatesCmd},
@@ -98,6 +94,11 @@ func commands() []command {
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal cancels ctx: the command stops, putting back what
+	// it must within a bounded time. A second one ends the process at
+	// once (the signal's default action); what was not put back is left
+	// to the next start, which recovers it from the journal.
+	context.AfterFunc(ctx, stop)
 	e := env{stdout: stdout, stderr: stderr, ctx: ctx}
 	name, rest := "run", args
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {

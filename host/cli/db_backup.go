@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/packhost/packhost/host/backup"
+	"github.com/packhost/packhost/host/locks"
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/progress"
 	"github.com/packhost/packhost/host/system"
-	"github.com/packhost/packhost/host/upgrade"
 	"github.com/packhost/packhost/internal/packpb"
 	"github.com/packhost/packhost/internal/tablestate"
 )
@@ -29,7 +29,9 @@ func dbBackupCmd(e env, args []string) (int, error) {
 	if fs.NArg() > 0 {
 		return 0, usageErr("host db backup takes no arguments, got %q", fs.Args())
 	}
-	sys, err := openForChange(e, c)
+	// A hot backup: beside a serving host, not beside a command that
+	// changes packs or tables.
+	sys, err := open(e, c, "host db backup", locks.Read)
 	if err != nil {
 		return 1, err
 	}
@@ -67,7 +69,7 @@ func dbBackupCmd(e env, args []string) (int, error) {
 
 // backupWithProgress backs up list with one timestamp, showing a progress
 // bar per pack on a terminal and log lines otherwise.
-func backupWithProgress(ctx context.Context, e env, sys *system.System, list []*packs.Pack) ([]string, error) {
+func backupWithProgress(ctx context.Context, e env, sys *session, list []*packs.Pack) ([]string, error) {
 	bars := progress.New(e.stdout, sys.Log)
 	return backup.Packs(ctx, sys.Path(system.BackupsDir), list, time.Now(), func(id string, ev *packpb.Progress) {
 		task := "backup " + id
@@ -100,7 +102,11 @@ func dbRestoreCmd(e env, args []string) (int, error) {
 	if arg == "" || fs.NArg() > 0 {
 		return 0, usageErr("host db restore takes one argument, the backup's directory (see Updates_Backups)")
 	}
-	sys, err := openForChange(e, c)
+	mode := locks.Write
+	if *verifyOnly {
+		mode = locks.Read
+	}
+	sys, err := open(e, c, "host db restore", mode)
 	if err != nil {
 		return 1, err
 	}
@@ -108,15 +114,6 @@ func dbRestoreCmd(e env, args []string) (int, error) {
 	path, err := backup.Resolve(sys.Path(system.BackupsDir), arg)
 	if err != nil {
 		return 1, fmt.Errorf("db restore: %w", err)
-	}
-	if !*verifyOnly {
-		unlock, err := upgrade.Lock(e.ctx, sys.Target, sys.DB, func() {
-			sys.Log.Info("another host is changing this database; waiting for it to finish")
-		})
-		if err != nil {
-			return 1, fmt.Errorf("db restore: %w", err)
-		}
-		defer unlock()
 	}
 	bars := progress.New(e.stdout, sys.Log)
 	m, err := backup.Restore(e.ctx, sys.Packs, path, *verifyOnly, func(id string, ev *packpb.Progress) {

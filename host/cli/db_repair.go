@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"text/tabwriter"
 
+	"github.com/packhost/packhost/host/locks"
 	"github.com/packhost/packhost/host/report"
-	"github.com/packhost/packhost/host/upgrade"
 	"github.com/packhost/packhost/internal/tablestate"
 )
 
@@ -24,7 +24,7 @@ func dbRepairCmd(e env, args []string) (int, error) {
 	if fs.NArg() > 0 {
 		return 0, usageErr("host db repair takes no arguments, got %q", fs.Args())
 	}
-	sys, err := openForChange(e, c)
+	sys, err := open(e, c, "host db repair", locks.Write)
 	if err != nil {
 		return 1, err
 	}
@@ -32,13 +32,6 @@ func dbRepairCmd(e env, args []string) (int, error) {
 	if *only != "" && sys.Pack(*only) == nil {
 		return 1, fmt.Errorf("db repair: pack %s is not installed or did not start", *only)
 	}
-	unlock, err := upgrade.Lock(e.ctx, sys.Target, sys.DB, func() {
-		sys.Log.Info("another host is changing this database; waiting for it to finish")
-	})
-	if err != nil {
-		return 1, err
-	}
-	defer unlock()
 
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PACK\tTABLE\tSTATE\tBEFORE\tAFTER\tRESULT")

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 
+	"github.com/packhost/packhost/host/locks"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/upgrade"
 )
@@ -21,7 +22,7 @@ func dbUpgradeCmd(e env, args []string) (int, error) {
 	if fs.NArg() > 0 {
 		return 0, usageErr("host db upgrade takes no arguments, got %q", fs.Args())
 	}
-	sys, err := openForChange(e, c)
+	sys, err := open(e, c, "host db upgrade", locks.Write)
 	if err != nil {
 		return 1, err
 	}

@@ -42,7 +42,7 @@ func updatesFetchCmd(e env, args []string) (int, error) {
 		return 0, usageErr("no feed: pass --feed URL or set \"feed\": {\"url\": ...} in %s", feed.HostConfigFile)
 	}
 	log := c.logger(e)
-	f := &feed.Fetcher{Root: c.root, URL: feedURL, Log: log}
+	f := &feed.Fetcher{Root: c.root, URL: feedURL, Log: log, Command: "host updates fetch", LockWait: c.lockWait}
 	if progress.IsTerminal(e.stdout) {
 		f.Progress = progress.New(e.stdout, log)
 	}

@@ -11,6 +11,7 @@ func dbCmd(e env, args []string) (int, error) {
 
 func updatesCmd(e env, args []string) (int, error) {
 	return sub(e, "updates", args, map[string]func(env, []string) (int, error){
-		"fetch": updatesFetchCmd,
+		"fetch":  updatesFetchCmd,
+		"reject": updatesRejectCmd,
 	})
 }

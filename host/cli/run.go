@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
+	"time"
 
+	"github.com/packhost/packhost/host/control"
+	"github.com/packhost/packhost/host/decide"
+	"github.com/packhost/packhost/host/locks"
 	"github.com/packhost/packhost/host/progress"
 	"github.com/packhost/packhost/host/report"
-	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/host/upgrade"
 	"github.com/packhost/packhost/host/web"
 	"github.com/packhost/packhost/internal/packpb"
@@ -17,135 +19,136 @@ import (
 
 type runFlags struct {
 	common
-	addr           string
-	installUpdates bool
-	ignoreUpdates  bool
-	updateDB       bool
-	noBackup       bool
-	adminOnly      bool
+	decide.Flags
 }
 
-// runCmd checks code updates, then the database, then serves. The order of
-// decisions is SPEC's: pending updates (exit 3 unless told what to do),
-// schema conflicts (exit 5, no flag passes them), database updates (exit 4
-// unless --update-db or --admin-only).
+// runCmd checks code updates, then the database, then serves. What it
+// does is host/decide's Next, taken again after each action (an install,
+// an upgrade) until it says to serve or to stop; the decisions and what
+// came of them are the record the admin pages show.
 func runCmd(e env, args []string) (int, error) {
 	var f runFlags
 	fs := newFlags(e, "run")
 	f.register(fs)
-	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to serve HTTP on")
-	fs.BoolVar(&f.installUpdates, "install-updates", false, "install the pending update zips, then go on")
-	fs.BoolVar(&f.ignoreUpdates, "ignore-updates", false, "go on without installing pending update zips")
-	fs.BoolVar(&f.updateDB, "update-db", false, "back up, then upgrade tables that need it, then serve")
-	fs.BoolVar(&f.noBackup, "no-backup", false, "do not back up before upgrading (not recommended)")
-	fs.BoolVar(&f.adminOnly, "admin-only", false, "serve only the admin pages; other pages answer 503")
+	fs.StringVar(&f.Addr, "addr", "127.0.0.1:8080", "address to serve HTTP on")
+	fs.BoolVar(&f.InstallUpdates, "install-updates", false, "install the pending update zips, then go on")
+	fs.BoolVar(&f.IgnoreUpdates, "ignore-updates", false, "go on without installing pending update zips")
+	fs.BoolVar(&f.UpdateDB, "update-db", false, "back up, then upgrade tables that need it, then serve")
+	fs.BoolVar(&f.NoBackup, "no-backup", false, "do not back up before installing or upgrading (not recommended)")
+	fs.BoolVar(&f.AdminOnly, "admin-only", false, "serve only the admin pages; other pages answer 503")
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
 	if fs.NArg() > 0 {
 		return 0, usageErr("host run takes no arguments, got %q", fs.Args())
 	}
-	if f.installUpdates && f.ignoreUpdates {
+	if f.InstallUpdates && f.IgnoreUpdates {
 		return 0, usageErr("--install-updates and --ignore-updates exclude each other")
 	}
-	log := f.logger(e)
-	// An install the host did not finish (it died) is finished or undone
-	// before anything else.
-	if err := recoverInstall(e, f.common); err != nil {
-		return 1, err
-	}
-	sys, err := system.Open(e.ctx, f.options(e, false))
+	s, err := open(e, f.common, "host run", locks.ServeWrite)
 	if err != nil {
 		return 1, err
 	}
-	defer func() { sys.Close() }()
+	defer s.Close()
+	log := s.log
 
-	r, err := sys.Report(e.ctx)
-	if err != nil {
-		return 1, err
-	}
-	if len(r.PendingUpdates) > 0 {
-		switch {
-		case f.installUpdates:
-			if err := installPending(e, sys, f.noBackup); err != nil {
-				_ = r.WriteText(e.stdout)
+	var record []decide.Decision
+	var done []decide.Action
+	for {
+		r, err := s.Report(e.ctx)
+		if err != nil {
+			return 1, err
+		}
+		plan := decide.Next(r, f.Flags, done...)
+		r.ExitCode, r.Hints = plan.ExitCode, plan.Hints
+		switch plan.Next {
+		case decide.Stop:
+			_ = r.WriteText(e.stdout)
+			if plan.Error != "" {
+				return plan.ExitCode, errors.New(plan.Error)
+			}
+			return plan.ExitCode, nil
+		case decide.Install:
+			d := lastDecision(plan)
+			res, err := installUpdates(e, s, installOptions{noBackup: f.NoBackup})
+			if err != nil {
 				return 1, err
 			}
+			d.Outcome = fmt.Sprintf("installed %d zip(s)", len(res.Zips))
+			for _, z := range res.Zips {
+				d.Outcome += fmt.Sprintf("; %s %s (was %s)", z.Manifest.ID, z.Manifest.Version, orNew(z.Installed))
+			}
+			record = append(record, d)
+			done = append(done, decide.Install)
 			// The packs that ran are the old versions: start the new ones.
-			sys.Close()
-			if sys, err = system.Open(e.ctx, f.options(e, false)); err != nil {
+			if err := s.reopen(); err != nil {
 				return 1, err
 			}
-			if r, err = sys.Report(e.ctx); err != nil {
+		case decide.Upgrade:
+			d := lastDecision(plan)
+			if err := s.writing(func() error { return upgradeDB(e, s, f.NoBackup) }); err != nil {
 				return 1, err
 			}
-		case f.ignoreUpdates:
-			log.Warn("code updates are pending and ignored (--ignore-updates)", "count", len(r.PendingUpdates))
-			r.PendingUpdates = nil
-			r.Finish()
-		default:
-			_ = r.WriteText(e.stdout)
-			return report.ExitCodeUpdates, nil
-		}
-	}
-	if len(sys.Failed) > 0 {
-		// A pack that did not start is left out; the others serve. The
-		// core pack is required.
-		var failed []string
-		for _, err := range sys.Failed {
-			log.Error("pack failed", "error", err)
-			failed = append(failed, err.Error())
-		}
-		if sys.Pack("core") == nil {
-			_ = r.WriteText(e.stdout)
-			return 1, errors.New("the core pack is not running (see the problem above), so nothing can be served; reinstall it from its update zip")
-		}
-		log.Warn("serving without the packs that did not start; fix or uninstall them")
-		r.Problems = slices.DeleteFunc(r.Problems, func(p string) bool { return slices.Contains(failed, p) })
-		r.Finish()
-	}
-	if r.ExitCode == report.ExitError {
-		_ = r.WriteText(e.stdout)
-		return 1, errors.New("not serving: the problems above must be fixed first")
-	}
-	reason := ""
-	switch r.ExitCode {
-	case report.ExitSchemaConflict:
-		_ = r.WriteText(e.stdout)
-		return report.ExitSchemaConflict, nil
-	case report.ExitDBUpdates:
-		switch {
-		case f.updateDB:
-			if err := upgradeDB(e, sys, f.noBackup); err != nil {
-				return 1, err
+			d.Outcome = "upgraded; every table is at its code version"
+			record = append(record, d)
+			done = append(done, decide.Upgrade)
+		case decide.Serve, decide.ServeAdmin:
+			for _, err := range s.Failed {
+				log.Error("pack failed", "error", err)
 			}
-		case f.adminOnly:
-			reason = "The database needs updates."
-			log.Warn("database updates needed; serving only the admin pages (--admin-only)")
-		default:
-			_ = r.WriteText(e.stdout)
-			return report.ExitDBUpdates, nil
+			if len(s.Failed) > 0 {
+				log.Warn("serving without the packs that did not start; fix or uninstall them")
+			}
+			if plan.Next == decide.ServeAdmin {
+				log.Warn("serving only the admin pages (--admin-only)", "reason", plan.Reason)
+			}
+			return serve(e, s, f, plan, append(record, plan.Decisions...))
 		}
 	}
-	err = web.Serve(e.ctx, web.Config{Addr: f.addr, AdminOnly: f.adminOnly, Reason: reason, System: sys, Logger: log, Stdout: e.stdout,
-		Decisions: web.StartDecisions(sys, r, web.StartFlags{Addr: f.addr, InstallUpdates: f.installUpdates, IgnoreUpdates: f.ignoreUpdates,
-			UpdateDB: f.updateDB, NoBackup: f.noBackup, AdminOnly: f.adminOnly, Reason: reason})},
-		func(a net.Addr) { log.Info("serving", "addr", "http://"+a.String()+"/") })
+}
+
+func lastDecision(p decide.Plan) decide.Decision {
+	return p.Decisions[len(p.Decisions)-1]
+}
+
+// serve turns the session's locks into a serving host's (the database
+// lock shared, the system lock a serving one that names the control
+// socket) and serves until ctx ends.
+func serve(e env, s *session, f runFlags, plan decide.Plan, record []decide.Decision) (int, error) {
+	ctl, err := control.Listen(func(ctx context.Context) (*report.Report, error) { return s.Report(ctx) }, s.log.Named("control"))
 	if err != nil {
 		return 1, err
 	}
-	log.Info("stopped")
+	defer ctl.Close()
+	if err := s.dbLock.Shared(e.ctx); err != nil {
+		return 1, err
+	}
+	if err := s.lock.ToServe(ctl.Path()); err != nil {
+		return 1, err
+	}
+	if err := s.hashes.Save(); err != nil {
+		s.log.Warn("the verified-binary cache was not saved; binaries are hashed again at the next start", "error", err)
+	}
+	started := time.Now()
+	err = web.Serve(e.ctx, web.Config{Addr: f.Addr, AdminOnly: plan.Next == decide.ServeAdmin, Reason: plan.Reason, System: s.System,
+		Logger: s.log, Stdout: e.stdout, Decisions: record},
+		func(a net.Addr) { s.log.Info("serving", "addr", "http://"+a.String()+"/") })
+	if err != nil {
+		return 1, err
+	}
+	s.log.Info("stopped", "served", time.Since(started).Round(time.Second))
 	return 0, nil
 }
 
 // upgradeDB backs up and upgrades every pack that needs it (see
-// upgrade.Run), showing progress.
-func upgradeDB(e env, sys *system.System, noBackup bool) error {
-	bars := progress.New(e.stdout, sys.Log)
-	r, err := upgrade.Run(e.ctx, sys, upgrade.RunOptions{
+// upgrade.Run), showing progress. The caller holds the database lock
+// exclusively.
+func upgradeDB(e env, s *session, noBackup bool) error {
+	bars := progress.New(e.stdout, s.Log)
+	r, err := upgrade.Run(e.ctx, s.System, upgrade.RunOptions{
 		NoBackup: noBackup,
 		Backup: func(ctx context.Context, ids []string) error {
-			return backupPacks(ctx, e, sys, ids)
+			return backupPacks(ctx, e, s, ids)
 		},
 		Progress: func(id string, ev *packpb.Progress) {
 			if ev.Done {
@@ -153,9 +156,6 @@ func upgradeDB(e env, sys *system.System, noBackup bool) error {
 				return
 			}
 			bars.Update(id, ev.Current, ev.Total, fmt.Sprintf("%s %d -> %d: %s", ev.Table, ev.From, ev.To, ev.Message))
-		},
-		Waiting: func() {
-			sys.Log.Info("another host is upgrading this database; waiting for it to finish")
 		},
 	})
 	if err != nil {

@@ -1,12 +1,22 @@
 package cli
 
 import (
+	"path/filepath"
+	"time"
+
+	"github.com/packhost/packhost/host/control"
+	"github.com/packhost/packhost/host/locks"
+	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/internal/dbconn"
 )
 
-// statusCmd reports packs, versions, table states and pending updates. It
-// opens the database read-only, creates nothing and exits with the code
-// `host run` would.
+// statusCmd reports packs, versions, table states and pending updates,
+// and exits with the code `host run` would. It never writes: it takes no
+// lock, recovers nothing and creates nothing. When a host serves the
+// system it asks that host, which checks its running packs afresh;
+// otherwise it starts the packs itself, on the database opened read-only.
 func statusCmd(e env, args []string) (int, error) {
 	var c common
 	fs := newFlags(e, "status")
@@ -18,12 +28,7 @@ func statusCmd(e env, args []string) (int, error) {
 	if fs.NArg() > 0 {
 		return 0, usageErr("host status takes no arguments, got %q", fs.Args())
 	}
-	sys, err := system.Open(e.ctx, c.options(e, true))
-	if err != nil {
-		return 1, err
-	}
-	defer sys.Close()
-	r, err := sys.Report(e.ctx)
+	r, err := statusReport(e, c)
 	if err != nil {
 		return 1, err
 	}
@@ -33,4 +38,38 @@ func statusCmd(e env, args []string) (int, error) {
 		err = r.WriteText(e.stdout)
 	}
 	return r.ExitCode, err
+}
+
+func statusReport(e env, c common) (*report.Report, error) {
+	log := c.logger(e)
+	if root, err := filepath.Abs(c.root); err == nil {
+		if h, ok := locks.Serving(root); ok {
+			target, _ := dbconn.ParseFlag(c.db, filepath.Join(root, system.DataDir, system.SQLiteFile))
+			r, err := control.Status(e.ctx, h.Control, statusWait(c))
+			switch {
+			case err != nil:
+				log.Warn("the serving host did not answer; checking without it", "host", h.String(), "error", err)
+			case r.Database != target.String():
+				log.Warn("the serving host uses another database than --db; checking without it", "host", h.String(), "its_database", r.Database)
+			default:
+				return r, nil
+			}
+		}
+	}
+	sys, err := system.Open(e.ctx, c.options(e, true))
+	if err != nil {
+		return nil, err
+	}
+	defer sys.Close()
+	return sys.Report(e.ctx)
+}
+
+// statusWait bounds the wait for a serving host's report: its packs'
+// schema checks, each bounded by --rpc-timeout, and a margin.
+func statusWait(c common) time.Duration {
+	rpc := c.rpcTimeout
+	if rpc <= 0 {
+		rpc = packs.DefaultRPCTimeout
+	}
+	return rpc + 5*time.Second
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/Masterminds/semver/v3"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/packhost/packhost/host/locks"
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/progress"
 	"github.com/packhost/packhost/host/trust"
@@ -57,6 +58,23 @@ type Fetcher struct {
 	Progress *progress.Reporter
 	// Now is the clock checked against the feed's expiry (time.Now).
 	Now func() time.Time
+	// Command names the fetch in the system lock ("host updates fetch");
+	// LockWait bounds the wait for it (locks.DefaultWait when 0).
+	Command  string
+	LockWait time.Duration
+}
+
+// lock takes the system's fetch lock: fetches run beside a serving host,
+// never beside a command that changes the system or another fetch (which
+// would sweep each other's downloads).
+func (f *Fetcher) lock(ctx context.Context) (*locks.Lock, error) {
+	cmd := f.Command
+	if cmd == "" {
+		cmd = "host updates fetch"
+	}
+	return locks.Acquire(ctx, f.Root, locks.Fetch, cmd, locks.Options{Wait: f.LockWait, Waiting: func(hs []locks.Holder) {
+		f.Log.Info("waiting for the system's fetch lock", "held_by", len(hs))
+	}})
 }
 
 // Entry states in a Result.
@@ -129,6 +147,15 @@ func (f *Fetcher) defaults() {
 // number and downloads nothing.
 func (f *Fetcher) Check(ctx context.Context) (*Result, error) {
 	f.defaults()
+	l, err := f.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Release()
+	return f.check(ctx)
+}
+
+func (f *Fetcher) check(ctx context.Context) (*Result, error) {
 	base, err := url.Parse(f.URL)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return nil, fmt.Errorf("feed url %q: must be an http or https address", f.URL)
@@ -218,8 +245,15 @@ func newer(v *semver.Version, installed string) bool {
 // failed after its retries; the others are kept.
 func (f *Fetcher) Fetch(ctx context.Context) (*Result, error) {
 	f.defaults()
+	l, err := f.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Release()
+	// Holding the fetch lock, no other fetch is under way: every partial
+	// download left is a killed fetch's.
 	f.sweepParts(time.Now())
-	res, err := f.Check(ctx)
+	res, err := f.check(ctx)
 	if err != nil {
 		return nil, err
 	}

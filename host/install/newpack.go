@@ -11,7 +11,6 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/packhost/packhost/host/recovery"
-	"github.com/packhost/packhost/host/upgrade"
 	"github.com/packhost/packhost/internal/meta"
 	"github.com/packhost/packhost/internal/schema"
 )
@@ -28,19 +27,12 @@ func (d PackDB) RecordNew(ctx context.Context, id string, tables []string, repla
 	return rec, nil
 }
 
-// DropNew implements DBSteps through the host's own connection, holding
-// the database-wide upgrade lock.
+// DropNew implements DBSteps through the host's own connection (the
+// caller holds the database lock).
 func (d PackDB) DropNew(ctx context.Context, id string, rec *recovery.NewPackDB) error {
 	if d.DB == nil {
 		return errors.New("remove the tables of " + id + ": no database connection")
 	}
-	unlock, err := upgrade.Lock(ctx, d.Target, d.DB, func() {
-		d.log().Info("another host is upgrading this database; waiting for it to finish")
-	})
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	if err := dropNewPack(ctx, d.DB, id, rec); err != nil {
 		return fmt.Errorf("remove the tables of %s (%s) that the failed install created: %w", id, strings.Join(rec.Created, ", "), err)
 	}

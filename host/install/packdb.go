@@ -86,15 +86,6 @@ func notRunning(id string) error {
 
 // Upgrade implements DBSteps.
 func (d PackDB) Upgrade(ctx context.Context, running []*packs.Pack, ids []string) error {
-	if d.DB != nil {
-		unlock, err := upgrade.Lock(ctx, d.Target, d.DB, func() {
-			d.log().Info("another host is upgrading this database; waiting for it to finish")
-		})
-		if err != nil {
-			return err
-		}
-		defer unlock()
-	}
 	which := map[string]bool{}
 	for _, id := range ids {
 		which[id] = true
@@ -139,7 +130,7 @@ func (d PackDB) Restore(ctx context.Context, running []*packs.Pack, token string
 		if findPack(running, id) == nil {
 			return fmt.Errorf("restore the tables of %s from %s: the pack is not running", id, dir)
 		}
-		if _, err := backup.Restore(ctx, running, dir, false, nil); err != nil {
+		if _, err := backup.RestoreWith(ctx, running, dir, backup.RestoreOptions{AsItWas: true}, nil); err != nil {
 			return fmt.Errorf("restore the tables of %s from %s: %w", id, dir, err)
 		}
 	}

@@ -43,8 +43,18 @@ type Config struct {
 	HasDB bool
 	// StartTimeout bounds handshake plus Describe; DefaultStartTimeout if 0.
 	StartTimeout time.Duration
-	Logger       hclog.Logger
+	// RPCTimeout bounds each CheckSchema and Repair; DefaultRPCTimeout if 0.
+	RPCTimeout time.Duration
+	// Hashes, when set, lets an unchanged binary whose sha256 was verified
+	// before start without being read again (see HashCache).
+	Hashes *HashCache
+	Logger hclog.Logger
 }
+
+// DefaultRPCTimeout bounds the short calls to a pack (CheckSchema,
+// Repair): a pack that does not answer in time is reported as not
+// answering and the rest of the system goes on.
+const DefaultRPCTimeout = 10 * time.Second
 
 // Launcher starts packs and stops all of them on Close. Packs talk to the
 // host over unix sockets inside a directory of mode 0700 that only the
@@ -63,15 +73,14 @@ func NewLauncher(cfg Config) (*Launcher, error) {
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = DefaultStartTimeout
 	}
+	if cfg.RPCTimeout == 0 {
+		cfg.RPCTimeout = DefaultRPCTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	dir, err := os.MkdirTemp("", "packhost-")
+	dir, err := MakePrivateDir("packhost-")
 	if err != nil {
-		return nil, fmt.Errorf("make pack socket directory: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("make pack socket directory: %w", err)
 	}
 	return &Launcher{cfg: cfg, socketDir: dir}, nil
@@ -134,9 +143,10 @@ func (l *Launcher) Start(ctx context.Context, inst Installed) (*Pack, error) {
 	if _, err := os.Stat(inst.Binary); err != nil {
 		return nil, fail(fmt.Errorf("read binary: %w", err), "")
 	}
-	// go-plugin's SecureConfig hashes the binary right before exec; the
-	// file is hashed again only to name both sums when they differ, so a
-	// pack's binary is read once per start.
+	// go-plugin's SecureConfig hashes the binary right before exec, unless
+	// the hash cache says this very file was verified before; the file is
+	// hashed again only to name both sums when they differ, so a pack's
+	// binary is read at most once per start.
 	p, err := l.start(ctx, inst.ID, inst.Binary, inst.SHA256)
 	if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 		sum, herr := FileSHA256(inst.Binary)
@@ -197,11 +207,17 @@ func (l *Launcher) start(ctx context.Context, id, binary, sum string) (*Pack, er
 	cmd := exec.Command(binary)
 	cmd.Env = l.env(id)
 	setDeathSignal(cmd)
+	secure := &plugin.SecureConfig{Checksum: checksum, Hash: sha256.New()}
+	cached := l.cfg.Hashes.Verified(binary, sum)
+	if cached {
+		secure = nil
+	}
+	before, _ := stamp(binary)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  wire.Handshake,
 		Plugins:          wire.PluginSet(nil),
 		Cmd:              cmd,
-		SecureConfig:     &plugin.SecureConfig{Checksum: checksum, Hash: sha256.New()},
+		SecureConfig:     secure,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     l.cfg.StartTimeout,
 		Logger:           quietExit{l.cfg.Logger.Named(name)},
@@ -210,7 +226,7 @@ func (l *Launcher) start(ctx context.Context, id, binary, sum string) (*Pack, er
 		SyncStderr:       io.Discard,
 		SkipHostEnv:      true,
 	})
-	p := &Pack{client: client, tail: tail, name: name}
+	p := &Pack{client: client, tail: tail, name: name, rpcTimeout: l.cfg.RPCTimeout}
 	l.mu.Lock()
 	l.started = append(l.started, p)
 	l.mu.Unlock()
@@ -241,6 +257,10 @@ func (l *Launcher) start(ctx context.Context, id, binary, sum string) (*Pack, er
 		return fail(fmt.Errorf("%w: installed as %q, binary reports id %q", ErrIdentity, id, info.Id))
 	}
 	p.Info = info
+	if !cached {
+		// go-plugin checked the sum before exec.
+		l.cfg.Hashes.Put(binary, sum, before)
+	}
 	return p, nil
 }
 

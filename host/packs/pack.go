@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 
@@ -19,10 +20,32 @@ type Pack struct {
 	// Info is what the pack said of itself at start.
 	Info *packpb.DescribeResponse
 
-	name   string
-	client *plugin.Client
-	rpc    packpb.PackClient
-	tail   *tail
+	name       string
+	client     *plugin.Client
+	rpc        packpb.PackClient
+	tail       *tail
+	rpcTimeout time.Duration
+}
+
+// ErrNotAnswering is wrapped by the error of a short call (CheckSchema,
+// Repair) that a pack did not answer within its deadline.
+var ErrNotAnswering = errors.New("the pack is not answering")
+
+// deadline bounds a short call to the pack.
+func (p *Pack) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if p.rpcTimeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, p.rpcTimeout)
+}
+
+// short maps the error of a short call: a missed deadline becomes
+// ErrNotAnswering, naming the pack and the deadline.
+func (p *Pack) short(ctx context.Context, op string, err error) error {
+	if err != nil && ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("pack %s: %s: %w within %s (--rpc-timeout)", p.name, op, ErrNotAnswering, p.rpcTimeout)
+	}
+	return p.err(op, err)
 }
 
 // RPC is the raw client, for the HTTP proxy.
@@ -65,9 +88,11 @@ func (p *Pack) err(op string, err error) error {
 
 // CheckSchema reports the state of the named tables (all when none).
 func (p *Pack) CheckSchema(ctx context.Context, tables ...string) ([]*packpb.TableStatus, error) {
-	resp, err := p.rpc.CheckSchema(ctx, &packpb.CheckSchemaRequest{Tables: tables})
+	dctx, cancel := p.deadline(ctx)
+	defer cancel()
+	resp, err := p.rpc.CheckSchema(dctx, &packpb.CheckSchemaRequest{Tables: tables})
 	if err != nil {
-		return nil, p.err("check schema", err)
+		return nil, p.short(dctx, "check schema", err)
 	}
 	return resp.Tables, nil
 }
@@ -101,9 +126,11 @@ func (p *Pack) Restore(ctx context.Context, req *packpb.RestoreRequest, progress
 
 // Repair records the versions that tables in version_mismatch really have.
 func (p *Pack) Repair(ctx context.Context, tables ...string) ([]*packpb.RepairedTable, error) {
-	resp, err := p.rpc.Repair(ctx, &packpb.RepairRequest{Tables: tables})
+	dctx, cancel := p.deadline(ctx)
+	defer cancel()
+	resp, err := p.rpc.Repair(dctx, &packpb.RepairRequest{Tables: tables})
 	if err != nil {
-		return nil, p.err("repair", err)
+		return nil, p.short(dctx, "repair", err)
 	}
 	return resp.Tables, nil
 }

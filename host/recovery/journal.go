@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/packhost/packhost/internal/backupfile"
 	"github.com/packhost/packhost/internal/meta"
+	"github.com/packhost/packhost/internal/proc"
 )
 
 // JournalFile is the install journal in the system directory. While it
@@ -48,12 +51,69 @@ type Journal struct {
 	// Stamp is the install's UTC timestamp (naming.StampLayout).
 	Stamp string `json:"stamp"`
 	State string `json:"state"`
+	// Owner is the process that wrote the journal. Only a process holding
+	// the system's write lock, while the owner is gone, recovers.
+	Owner Owner `json:"owner"`
 	// DBBackup is the token of the database backup taken before the
-	// install, "" when none was taken (--no-backup, or no pack was
-	// installed before).
-	DBBackup     string         `json:"db_backup,omitempty"`
+	// install (its directory names in Updates_Backups, comma separated),
+	// "" when none was taken (--no-backup, or nothing to back up).
+	DBBackup string `json:"db_backup,omitempty"`
+	// BackedUp are the packs whose tables DBBackup holds: a rollback
+	// restores them.
+	BackedUp     []string       `json:"backed_up,omitempty"`
 	SystemBackup string         `json:"system_backup,omitempty"`
 	Packs        []JournalEntry `json:"packs"`
+	// Upgrade are the packs whose tables the install upgrades, in order:
+	// the installed packs and the packs they depend on whose tables need
+	// it.
+	Upgrade []string `json:"upgrade,omitempty"`
+	// DBOnly are packs the install does not replace whose tables it
+	// creates (dependencies of an installed pack, never upgraded before).
+	DBOnly []DBEntry `json:"db_only,omitempty"`
+	// LastError is why the last recovery could not finish; `host status`
+	// shows it and `host recover` offers the ways out.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Owner names the process that wrote a journal.
+type Owner struct {
+	proc.Identity
+	Command string    `json:"command"`
+	Host    string    `json:"hostname"`
+	Since   time.Time `json:"since"`
+}
+
+// NewOwner is the running process as a journal's owner.
+func NewOwner(command string) Owner {
+	host, _ := os.Hostname()
+	return Owner{Identity: proc.Self(), Command: command, Host: host, Since: time.Now().UTC()}
+}
+
+// Gone reports whether the owner has ended. An owner on another machine
+// (a system directory on shared storage) cannot be checked and counts as
+// running.
+func (o Owner) Gone() bool {
+	if o.PID == 0 {
+		return true // a journal of the first format names no owner
+	}
+	if host, _ := os.Hostname(); o.Host != "" && o.Host != host {
+		return false
+	}
+	return !proc.Alive(o.Identity)
+}
+
+// String names the owner for messages.
+func (o Owner) String() string {
+	if o.PID == 0 {
+		return "an earlier host"
+	}
+	return fmt.Sprintf("%s (pid %d on %s, since %s)", o.Command, o.PID, o.Host, o.Since.UTC().Format("2006-01-02 15:04:05 UTC"))
+}
+
+// DBEntry is a pack whose tables an install creates without replacing it.
+type DBEntry struct {
+	ID  string     `json:"id"`
+	New *NewPackDB `json:"new_pack_db"`
 }
 
 // JournalEntry is one pack of an install. Dirs are relative to <root>/packs.
@@ -100,23 +160,12 @@ type NewPackDB struct {
 	Registry []meta.Registration `json:"registry,omitempty"`
 }
 
-// replacesAny reports whether the install replaces a pack that was
-// installed before (whose tables only a backup can put back).
-func (j *Journal) replacesAny() bool {
-	for _, e := range j.Packs {
-		if e.OldVersion != "" {
-			return true
-		}
-	}
-	return false
-}
-
 // DBUndoable reports whether the tables can be put back as they were
-// before the install: every replaced pack's tables were backed up, and
-// every new pack's tables were recorded.
+// before the install: every replaced pack's tables were backed up (new
+// packs' and dependencies' created tables were recorded).
 func (j *Journal) DBUndoable() bool {
 	for _, e := range j.Packs {
-		if e.OldVersion != "" && j.DBBackup == "" {
+		if e.OldVersion != "" && !slices.Contains(j.RestoreIDs(), e.ID) {
 			return false
 		}
 	}
@@ -132,9 +181,15 @@ func (j *Journal) IDs() []string {
 	return out
 }
 
-// ReplacedIDs are the ids of the packs the install replaces: those the
-// database backup holds.
-func (j *Journal) ReplacedIDs() []string {
+// RestoreIDs are the packs a rollback restores from DBBackup.
+func (j *Journal) RestoreIDs() []string {
+	if j.DBBackup == "" {
+		return nil
+	}
+	if len(j.BackedUp) > 0 {
+		return j.BackedUp
+	}
+	// A journal of the first format backed up the replaced packs.
 	var out []string
 	for _, e := range j.Packs {
 		if e.OldVersion != "" {
@@ -144,6 +199,19 @@ func (j *Journal) ReplacedIDs() []string {
 	return out
 }
 
+// Created are the records of the tables the install creates, by pack: a
+// rollback drops them and puts their meta rows back.
+func (j *Journal) Created() []DBEntry {
+	var out []DBEntry
+	for _, e := range j.Packs {
+		if e.New != nil {
+			out = append(out, DBEntry{ID: e.ID, New: e.New})
+		}
+	}
+	return append(out, j.DBOnly...)
+}
+
+// Path is the journal file of the system directory root.
 func Path(root string) string { return filepath.Join(root, JournalFile) }
 
 // Read returns nil when there is no journal.
@@ -175,6 +243,9 @@ func Read(root string) (*Journal, error) {
 	}
 	if err != nil {
 		return nil, unreadable(err)
+	}
+	if err := j.validate(); err != nil {
+		return nil, fmt.Errorf("install journal %s: %w; `host recover` offers the ways out", Path(root), err)
 	}
 	j.Format = JournalFormat
 	return &j, nil

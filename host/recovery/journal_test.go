@@ -42,6 +42,7 @@ func TestAJournalOfTheFirstFormatIsReadWithItsRows(t *testing.T) {
 func TestAJournalIsWrittenWithItsFormatAndTaggedRows(t *testing.T) {
 	root := t.TempDir()
 	j := &Journal{Stamp: "20261120T101500Z", State: StateStaging, Packs: []JournalEntry{{ID: "memo", Version: "1.1.0",
+		Zip: "memo-1.1.0.zip", Stage: ".memo.new-20261120T101500Z-1", Old: ".memo.old-20261120T101500Z-1",
 		New: &NewPackDB{Created: []string{"memo"}, Settings: []meta.Setting{{PackID: "memo", Key: "k", Value: "v"}}}}}}
 	if err := j.Write(root); err != nil {
 		t.Fatal(err)
@@ -72,5 +73,49 @@ func TestAJournalOfAnUnknownFormatIsRefused(t *testing.T) {
 	_, err := Read(root)
 	if err == nil || !strings.Contains(err.Error(), `format "packhost-install-journal/9"`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestAJournalWithNamesThisHostDoesNotWriteIsRefused(t *testing.T) {
+	good := func() *Journal {
+		return &Journal{Stamp: "20261120T101500Z", State: StateUpgrading, Packs: []JournalEntry{{ID: "memo", Version: "1.1.0",
+			Zip: "memo-1.1.0.zip", Stage: ".memo.new-20261120T101500Z-42", Old: ".memo.old-20261120T101500Z-42"}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(j *Journal)
+		names  string
+	}{
+		{"a stage that climbs out of the packs folder", func(j *Journal) { j.Packs[0].Stage = "../../../victim" }, `directory "../../../victim"`},
+		{"a stage of another pack", func(j *Journal) { j.Packs[0].Stage = ".core.new-20261120T101500Z" }, `directory ".core.new-20261120T101500Z"`},
+		{"an old directory with a dot-dot suffix", func(j *Journal) { j.Packs[0].Old = ".memo.old-..x" }, `directory ".memo.old-..x"`},
+		{"a pack id with a slash", func(j *Journal) { j.Packs[0].ID = "../memo" }, `pack "../memo"`},
+		{"a zip path", func(j *Journal) { j.Packs[0].Zip = "../../etc/passwd.zip" }, `zip "../../etc/passwd.zip"`},
+		{"a created table that is not a table name", func(j *Journal) {
+			j.Packs[0].New = &NewPackDB{Created: []string{"users; DROP TABLE x"}}
+		}, `table "users; DROP TABLE x"`},
+		{"a database backup that is not a backup name", func(j *Journal) { j.DBBackup = "../../secrets" }, `database backup "../../secrets"`},
+		{"a system backup outside Updates_Backups' names", func(j *Journal) { j.SystemBackup = "/etc/shadow" }, `system backup "/etc/shadow"`},
+		{"an unknown state", func(j *Journal) { j.State = "rm -rf" }, `state "rm -rf"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			j := good()
+			tc.change(j)
+			if err := j.Write(root); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Read(root)
+			if err == nil || !strings.Contains(err.Error(), tc.names) || !strings.Contains(err.Error(), "nothing was acted on") {
+				t.Fatalf("err = %v, want one naming %s", err, tc.names)
+			}
+		})
+	}
+	root := t.TempDir()
+	if err := good().Write(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(root); err != nil {
+		t.Fatalf("a journal as the installer writes it is refused: %v", err)
 	}
 }

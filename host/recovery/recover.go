@@ -12,12 +12,18 @@ import (
 
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/internal/proc"
 )
 
 // ErrInterrupted is wrapped by Recover's error when an interrupted install
 // could be neither finished nor undone; the system directory keeps its
 // journal and the host must not start until an admin has looked.
 var ErrInterrupted = errors.New("an interrupted install could not be recovered")
+
+// ErrOwnerRunning is returned by Recover when the process that wrote the
+// journal still runs: its install is under way, not interrupted, and
+// nothing was touched.
+var ErrOwnerRunning = errors.New("the install is under way")
 
 // Recovery says what Recover did with an interrupted install.
 type Recovery struct {
@@ -60,18 +66,12 @@ func (r *Recovery) String() string {
 	return s
 }
 
-// HasJournal reports whether root holds the journal of an unfinished
-// install (for read-only reports: `host status` says so and changes
-// nothing).
-func HasJournal(root string) (bool, error) {
-	j, err := Read(root)
-	return j != nil, err
-}
-
 // Recover finishes or undoes an install the host did not complete (it
-// died: SIGKILL, power loss). It runs before anything else at start and
-// touches only files; when the tables must be restored too it says so, and
-// the caller starts the packs and calls FinishRecovery.
+// died: SIGKILL, power loss). The caller holds the system's write lock
+// (host/locks), and Recover acts only when the journal's owner is gone.
+// It runs before anything else at start and touches only files; when the
+// tables must be restored too it says so, and the caller starts the packs
+// and calls FinishRecovery.
 //
 // After the journal, Sweep removes the temporary files a stopped host
 // left (Swept says which); a failure to remove them is a Warning, not an
@@ -108,9 +108,11 @@ func recoverJournal(root string) (*Recovery, error) {
 	for _, e := range j.Packs {
 		r.Packs = append(r.Packs, fmt.Sprintf("%s %s -> %s", e.ID, OrNew(e.OldVersion), e.Version))
 	}
+	if !j.Owner.Gone() && !proc.IsSelf(j.Owner.Identity) {
+		return r, fmt.Errorf("%w: %s wrote the install journal %s and is still running; nothing was touched", ErrOwnerRunning, j.Owner, Path(root))
+	}
 	fail := func(err error) (*Recovery, error) {
-		return r, fmt.Errorf("%w (journal %s): %v; restore the system directory from %s", ErrInterrupted,
-			Path(root), err, orNewest(j.SystemBackup))
+		return r, j.failed(root, err)
 	}
 	switch {
 	case j.State == StateRestoreDB:
@@ -149,8 +151,11 @@ func recoverJournal(root string) (*Recovery, error) {
 
 // FinishRecovery restores the tables after Recover undid an install whose
 // database upgrade had begun: from the database backup for the packs it
-// replaced, by dropping them for the packs it added. running are the packs
-// started from the old files Recover put back.
+// backed up (each table from the backup's own schema and rows, whatever
+// code is installed now), by dropping them for the tables it created.
+// running are the packs started from the old files Recover put back. A
+// failure is recorded in the journal, which stays: `host status` shows it
+// and `host recover` offers the ways out.
 func FinishRecovery(ctx context.Context, root string, running []*packs.Pack, db DBUndo) error {
 	j, err := Read(root)
 	if err != nil || j == nil {
@@ -162,15 +167,37 @@ func FinishRecovery(ctx context.Context, root string, running []*packs.Pack, db 
 	if db == nil {
 		return errors.New("finish recovery: no database steps to restore with")
 	}
-	if j.DBBackup != "" {
-		if err := db.Restore(ctx, running, j.DBBackup, j.ReplacedIDs()); err != nil {
-			return fmt.Errorf("%w: restore the database from %s: %v; the journal was kept, so the next start tries again", ErrInterrupted, j.DBBackup, err)
-		}
-	}
-	if err := DropNew(ctx, db, j, hclog.NewNullLogger()); err != nil {
-		return fmt.Errorf("%w: %v; the journal was kept, so the next start tries again", ErrInterrupted, err)
+	if err := undoDB(ctx, db, running, j, hclog.NewNullLogger()); err != nil {
+		return j.failed(root, err)
 	}
 	return Remove(root)
+}
+
+// undoDB restores the backed-up packs and drops the tables the install
+// created.
+func undoDB(ctx context.Context, db DBUndo, running []*packs.Pack, j *Journal, log hclog.Logger) error {
+	if ids := j.RestoreIDs(); len(ids) > 0 {
+		if err := db.Restore(ctx, running, j.DBBackup, ids); err != nil {
+			return fmt.Errorf("restore the database from %s: %w", j.DBBackup, err)
+		}
+		log.Info("database restored", "backup", j.DBBackup)
+	}
+	return DropNew(ctx, db, j, log)
+}
+
+// UndoDB is the installer's database rollback: the same as recovery's.
+func UndoDB(ctx context.Context, db DBUndo, running []*packs.Pack, j *Journal, log hclog.Logger) error {
+	return undoDB(ctx, db, running, j, log)
+}
+
+// failed records why recovery could not finish in the journal (for
+// `host status`) and returns the error to show.
+func (j *Journal) failed(root string, cause error) error {
+	j.LastError = cause.Error()
+	if err := j.Write(root); err != nil {
+		cause = errors.Join(cause, err)
+	}
+	return fmt.Errorf("%w (journal %s): %v; `host status` shows what is on disk and `host recover` offers the ways out", ErrInterrupted, Path(root), cause)
 }
 
 func orNewest(p string) string {
@@ -191,14 +218,12 @@ type DBUndo interface {
 	DropNew(ctx context.Context, id string, rec *NewPackDB) error
 }
 
-// DropNew drops the tables the install added: those of the packs it
-// added, and those the new versions of replaced packs added.
+// DropNew drops the tables the install created: those of the packs it
+// added, those the new versions of replaced packs added, and those of
+// dependencies it upgraded for the first time.
 func DropNew(ctx context.Context, db DBUndo, j *Journal, log hclog.Logger) error {
 	var errs []error
-	for _, e := range j.Packs {
-		if e.New == nil {
-			continue
-		}
+	for _, e := range j.Created() {
 		if err := db.DropNew(ctx, e.ID, e.New); err != nil {
 			errs = append(errs, err)
 			continue

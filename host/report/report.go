@@ -33,6 +33,11 @@ type Report struct {
 	// Problems are things that stop the host from serving as it should
 	// (a pack that did not start, ...), one sentence each.
 	Problems []string `json:"problems"`
+	// Standing are the Problems that are not about one pack that did not
+	// start (an interrupted install, no core pack, two packs claiming one
+	// table): `host run` serves without a pack that did not start, but
+	// not past these.
+	Standing []string `json:"-"`
 	// Hints say what to do next.
 	Hints    []string `json:"hints"`
 	ExitCode int      `json:"exit_code"`
@@ -82,9 +87,9 @@ type PendingUpdate struct {
 	Problems  []string            `json:"problems,omitempty"`
 }
 
-// Finish computes the exit code and hints from the contents, in the order
-// `host run` decides: a pack that did not start (1), code updates pending
-// (3), a schema conflict (5), database updates needed (4).
+// Finish makes the report's lists non-nil, so that its JSON has lists
+// where it has nothing to say. The exit code and hints are host/decide's
+// (decide.Annotate).
 func (r *Report) Finish() {
 	if r.Packs == nil {
 		r.Packs = []Pack{}
@@ -95,29 +100,8 @@ func (r *Report) Finish() {
 	if r.Problems == nil {
 		r.Problems = []string{}
 	}
-	r.Hints = []string{}
-	conflict, needs, mismatch := r.Conflict(), r.NeedsUpgrade(), r.has(tablestate.VersionMismatch)
-	switch {
-	case len(r.Problems) > 0:
-		r.ExitCode = ExitError
-	case len(r.PendingUpdates) > 0:
-		r.ExitCode = ExitCodeUpdates
-		r.Hints = append(r.Hints, "code updates are pending: run `host run --install-updates` to install them, or `host run --ignore-updates` to serve without them")
-	case conflict:
-		r.ExitCode = ExitSchemaConflict
-	case needs:
-		r.ExitCode = ExitDBUpdates
-	default:
-		r.ExitCode = ExitOK
-	}
-	if mismatch {
-		r.Hints = append(r.Hints, "a table's recorded version does not match its live schema: run `host db repair` to record the version it really has")
-	}
-	if conflict && !mismatch {
-		r.Hints = append(r.Hints, "a table is newer than its code or has drifted from every registered schema: no upgrade runs past it; see the details above")
-	}
-	if needs {
-		r.Hints = append(r.Hints, "database updates are needed: run `host run --update-db` (it backs up first), or `host run --admin-only` to serve only the admin pages")
+	if r.Hints == nil {
+		r.Hints = []string{}
 	}
 }
 
@@ -128,7 +112,7 @@ func (r *Report) Conflict() bool { return r.any(tablestate.Conflict) }
 // NeedsUpgrade reports whether a table is missing or outdated.
 func (r *Report) NeedsUpgrade() bool { return r.any(tablestate.NeedsUpgrade) }
 
-func (r *Report) has(state string) bool {
+func (r *Report) Has(state string) bool {
 	return r.any(func(s string) bool { return s == state })
 }
 

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -38,7 +39,10 @@ func BackupSystem(ctx context.Context, root string, ts time.Time, progress func(
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("system backup: %w", err)
 	}
-	out := filepath.Join(dir, "system-"+naming.Stamp(ts)+".zip")
+	out, err := freeName(dir, "system-"+naming.Stamp(ts))
+	if err != nil {
+		return "", fmt.Errorf("system backup: %w", err)
+	}
 	skip := func(rel string) bool { return rel == system.BackupsDir || rel == system.InstalledDir }
 	tmp, err := os.CreateTemp(dir, ".system-*.zip.tmp")
 	if err != nil {
@@ -56,10 +60,28 @@ func BackupSystem(ctx context.Context, root string, ts time.Time, progress func(
 	if err := tmp.Close(); err != nil {
 		return "", fmt.Errorf("system backup: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	// A link, not a rename: it fails instead of replacing a backup that
+	// took the name meanwhile.
+	if err := os.Link(tmp.Name(), out); err != nil {
 		return "", fmt.Errorf("system backup: %w", err)
 	}
 	return out, backupfile.SyncDir(dir)
+}
+
+// freeName is the first of base.zip, base.2.zip, base.3.zip... that does
+// not exist in dir: two backups within one second keep both.
+func freeName(dir, base string) (string, error) {
+	for n := 1; n < 1000; n++ {
+		name := base + ".zip"
+		if n > 1 {
+			name = fmt.Sprintf("%s.%d.zip", base, n)
+		}
+		p := filepath.Join(dir, name)
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: too many backups in one second", base)
 }
 
 type treeFile struct {
@@ -177,12 +199,17 @@ func ZipTree(ctx context.Context, dir string, w io.Writer, skip func(rel string)
 				case <-ctx.Done():
 					return false
 				}
-				fj.chunks <- j
+				// A chunk is handed to the writer only once a worker has
+				// it: the writer waits for every chunk it was handed, so
+				// one that no worker would ever compress (the context
+				// ended in between) must never reach it.
 				select {
 				case jobs <- j:
 				case <-ctx.Done():
+					<-inflight
 					return false
 				}
+				fj.chunks <- j
 				return true
 			})
 			close(fj.chunks)

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"gorm.io/gorm"
 
+	"github.com/packhost/packhost/host/decide"
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/trust"
@@ -27,11 +28,14 @@ import (
 
 // Folders of a system directory (SPEC).
 const (
-	PacksDir       = packs.Dir
-	DataDir        = "data"
-	PendingDir     = "Updates_Pending"
-	InstalledDir   = "Updates_Installed"
-	BackupsDir     = "Updates_Backups"
+	PacksDir     = packs.Dir
+	DataDir      = "data"
+	PendingDir   = "Updates_Pending"
+	InstalledDir = "Updates_Installed"
+	BackupsDir   = "Updates_Backups"
+	// RejectedDir holds the pending zips an operator set aside (`host
+	// updates reject`), each with a .reason.txt.
+	RejectedDir    = "Updates_Rejected"
 	TrustedKeysDir = trust.Dir
 	SQLiteFile     = "host.db"
 )
@@ -47,7 +51,10 @@ type Options struct {
 	// NoPacks skips starting the packs.
 	NoPacks      bool
 	StartTimeout time.Duration
-	Logger       hclog.Logger
+	RPCTimeout   time.Duration
+	// Hashes, when set, is the verified-binary cache packs start with.
+	Hashes *packs.HashCache
+	Logger hclog.Logger
 	// Pending inspects Updates_Pending for the report; when nil the zips
 	// are only listed by name and size.
 	Pending func(root string) ([]report.PendingUpdate, error)
@@ -138,7 +145,7 @@ func Open(ctx context.Context, opts Options) (*System, error) {
 	if opts.NoPacks {
 		return s, nil
 	}
-	s.Launcher, err = packs.NewLauncher(packs.Config{DB: s.Target, HasDB: hasDB, StartTimeout: opts.StartTimeout, Logger: opts.Logger})
+	s.Launcher, err = packs.NewLauncher(s.PackConfig(opts, hasDB))
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -146,6 +153,12 @@ func Open(ctx context.Context, opts Options) (*System, error) {
 	s.Packs, s.Failed = s.Launcher.StartAll(ctx, s.Installed)
 	s.dropTableClashes()
 	return s, nil
+}
+
+// PackConfig is how the system starts its packs (also for an install).
+func (s *System) PackConfig(opts Options, hasDB bool) packs.Config {
+	return packs.Config{DB: s.Target, HasDB: hasDB, StartTimeout: opts.StartTimeout, RPCTimeout: opts.RPCTimeout,
+		Hashes: opts.Hashes, Logger: opts.Logger}
 }
 
 // dropTableClashes stops the packs that declare a table another pack also
@@ -179,8 +192,12 @@ func (s *System) dropTableClashes() {
 	s.Packs = kept
 }
 
-// Close stops the packs and closes the database.
+// Close stops the packs and closes the database. It is safe on nil and
+// more than once.
 func (s *System) Close() {
+	if s == nil {
+		return
+	}
 	if s.Launcher != nil {
 		s.Launcher.Close()
 	}
@@ -254,6 +271,11 @@ func (s *System) Report(ctx context.Context) (*report.Report, error) {
 			pr.Error = fmt.Sprintf("check schema: %v", err)
 			r.Problems = append(r.Problems, fmt.Sprintf("pack %s: check schema: %v", p.ID, err))
 			r.Packs = append(r.Packs, pr)
+			if errors.Is(err, packs.ErrNotAnswering) {
+				// A pack that does not answer is left out, as one that did
+				// not start; it is not left running unanswered.
+				p.Stop()
+			}
 			continue
 		}
 		for _, t := range states {
@@ -264,19 +286,25 @@ func (s *System) Report(ctx context.Context) (*report.Report, error) {
 	for _, err := range s.Failed {
 		r.Problems = append(r.Problems, err.Error())
 	}
+	standing := func(p string) {
+		r.Problems = append(r.Problems, p)
+		r.Standing = append(r.Standing, p)
+	}
 	pending, err := s.PendingUpdates()
 	if err != nil {
-		r.Problems = append(r.Problems, err.Error())
+		standing(err.Error())
 	}
 	r.PendingUpdates = pending
 	if !s.coreInstalled() && len(pending) == 0 {
-		r.Problems = append(r.Problems, "the core pack is not installed: drop its update zip into "+PendingDir+
+		standing("the core pack is not installed: drop its update zip into " + PendingDir +
 			" and run `host run --install-updates` (in a checkout, `make build` installs it)")
 	}
 	if s.checks != nil {
-		r.Problems = append(r.Problems, s.checks(s.Root)...)
+		for _, p := range s.checks(s.Root) {
+			standing(p)
+		}
 	}
-	r.Finish()
+	decide.Annotate(r)
 	return r, nil
 }
 

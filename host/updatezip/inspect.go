@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -55,6 +56,9 @@ type Options struct {
 	// AllowSameVersion accepts a zip of the installed version (the
 	// development loop reinstalls what it just built); older ones stay refused.
 	AllowSameVersion bool
+	// Only, when not nil, names the zips (file names in Updates_Pending)
+	// to inspect; the others are left out, as if not there.
+	Only []string
 }
 
 func (o Options) WithDefaults() Options {
@@ -182,11 +186,21 @@ func Inspect(root string, opts Options) ([]*Zip, error) {
 		return nil, err
 	}
 	var zips []*Zip
+	found := map[string]bool{}
 	for _, e := range entries {
 		if e.IsDir() || !strings.HasSuffix(strings.ToLower(e.Name()), ".zip") {
 			continue
 		}
+		if opts.Only != nil && !slices.Contains(opts.Only, e.Name()) {
+			continue
+		}
+		found[e.Name()] = true
 		zips = append(zips, InspectZip(filepath.Join(root, system.PendingDir, e.Name()), installed, keys, opts))
+	}
+	for _, name := range opts.Only {
+		if !found[name] {
+			return nil, fmt.Errorf("%s is not in %s", name, system.PendingDir)
+		}
 	}
 	crossCheck(zips, installed)
 	return Order(zips), nil

@@ -27,31 +27,25 @@ type RunOptions struct {
 	Backup func(ctx context.Context, packIDs []string) error
 	// Progress receives upgrade events.
 	Progress Progress
-	// Waiting is called once when another host holds the upgrade lock.
-	Waiting func()
 	// Only, when set, limits the upgrade to these packs.
 	Only map[string]bool
 }
 
-// Run upgrades every pack of sys whose tables need it:
+// Run upgrades every pack of sys whose tables need it. The caller holds
+// the system's write lock and the database's exclusive lock
+// (host/locks).
 //
-//  1. take the database-wide upgrade lock (waiting for another host);
-//  2. check again: another host may have done the work meanwhile;
-//  3. refuse on a schema conflict (ErrConflict), changing nothing;
-//  4. back up the packs about to change, unless NoBackup; a failed backup
+//  1. check the tables: another host may have done the work before the
+//     locks were taken;
+//  2. refuse on a schema conflict (ErrConflict), changing nothing;
+//  3. back up the packs about to change, unless NoBackup; a failed backup
 //     changes nothing;
-//  5. upgrade them in dependency order, core first, each step in its own
+//  4. upgrade them in dependency order, core first, each step in its own
 //     transaction;
-//  6. check the result, which must be ok everywhere.
+//  5. check the result, which must be ok everywhere.
 //
-// The lock is released on every path. It returns the report after the
-// upgrade (or the one that stopped it).
+// It returns the report after the upgrade (or the one that stopped it).
 func Run(ctx context.Context, sys *system.System, opts RunOptions) (*report.Report, error) {
-	unlock, err := Lock(ctx, sys.Target, sys.DB, opts.Waiting)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	r, err := sys.Report(ctx)
 	if err != nil {
 		return nil, err

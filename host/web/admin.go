@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/packhost/packhost/host/decide"
 	"github.com/packhost/packhost/host/report"
 )
 
@@ -141,7 +142,7 @@ type statusData struct {
 	Maint    bool
 	Reason   string
 	Trust    string
-	Decision []Decision
+	Decision []decide.Decision
 }
 
 func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
@@ -170,9 +171,9 @@ func (s *Server) decisionsPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "decisions", listData{Items: s.decisions()})
 }
 
-func (s *Server) decisions() []Decision {
+func (s *Server) decisions() []decide.Decision {
 	if s.cfg.Decisions == nil {
-		return []Decision{}
+		return []decide.Decision{}
 	}
 	return s.cfg.Decisions
 }

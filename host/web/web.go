@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/packhost/packhost/host/decide"
 	"github.com/packhost/packhost/host/feed"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
@@ -36,7 +37,7 @@ type Config struct {
 	Report func(context.Context) (*report.Report, error)
 	// Decisions is what the host decided at its start and why, shown on
 	// /admin/decisions.
-	Decisions []Decision
+	Decisions []decide.Decision
 	// Stdout receives the admin token the one time it is created; the
 	// logger when nil.
 	Stdout io.Writer

@@ -28,10 +28,18 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/packhost/packhost/internal/schema"
 )
 
-// Format names this layout; a reader refuses other values.
-const Format = "packhost-db-backup/1"
+// Format names this layout; a reader refuses other values but
+// FormatV1's.
+const Format = "packhost-db-backup/2"
+
+// FormatV1 is the first layout: the same without each table's Definition,
+// so that such a backup is restored by rebuilding its tables with the
+// pack's own steps.
+const FormatV1 = "packhost-db-backup/1"
 
 // File names inside a backup directory.
 const (
@@ -99,6 +107,10 @@ type Table struct {
 	// Sequences hold the state of the sequences behind the table's columns
 	// (PostgreSQL serial and identity columns, SQLite AUTOINCREMENT).
 	Sequences []Sequence `json:"sequences,omitempty"`
+	// Definition is the SQL that makes the table again as it was backed
+	// up (absent in FormatV1: such a table is rebuilt with the pack's
+	// steps).
+	Definition *schema.Definition `json:"definition,omitempty"`
 }
 
 // Sequence is the state of one column's sequence.
@@ -160,7 +172,7 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, invalid("%s: not valid JSON: %v", ManifestFile, err)
 	}
-	if m.Format != Format {
+	if m.Format != Format && m.Format != FormatV1 {
 		return nil, invalid("%s: format %q, expected %q", ManifestFile, m.Format, Format)
 	}
 	if m.PackID == "" {
@@ -178,6 +190,9 @@ func ReadManifest(dir string) (*Manifest, error) {
 		}
 		if t.Version < 1 || t.Rows < 0 || len(t.Columns) == 0 {
 			return nil, invalid("%s: table %s: version %d, %d rows, %d columns: not a possible table", ManifestFile, t.Name, t.Version, t.Rows, len(t.Columns))
+		}
+		if t.Definition != nil && len(t.Definition.Create) == 0 {
+			return nil, invalid("%s: table %s has an empty definition", ManifestFile, t.Name)
 		}
 		if t.Compression != CompressionZstd {
 			return nil, invalid("%s: table %s: unknown compression %q", ManifestFile, t.Name, t.Compression)

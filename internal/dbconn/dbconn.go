@@ -4,6 +4,7 @@
 package dbconn
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/glebarez/sqlite"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -177,4 +179,18 @@ func addPGOption(dsn, key, value string) string {
 	q.Set(key, value)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// OpenSQL opens a PostgreSQL target as a plain database/sql pool of one
+// connection, for what needs a session of its own (the database lock).
+func OpenSQL(t Target) (*sql.DB, error) {
+	if t.Driver != Postgres {
+		return nil, fmt.Errorf("open %q as a session: %w", t.Driver, ErrUnknownDriver)
+	}
+	db, err := sql.Open("pgx", t.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres %s: %w", Redact(t.DSN), err)
+	}
+	db.SetMaxOpenConns(1)
+	return db, nil
 }

@@ -777,7 +777,12 @@ type RestoreRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Dir   string                 `protobuf:"bytes,1,opt,name=dir,proto3" json:"dir,omitempty"`
 	// Only verify the backup, change nothing.
-	VerifyOnly    bool `protobuf:"varint,2,opt,name=verify_only,json=verifyOnly,proto3" json:"verify_only,omitempty"`
+	VerifyOnly bool `protobuf:"varint,2,opt,name=verify_only,json=verifyOnly,proto3" json:"verify_only,omitempty"`
+	// Put the tables back exactly as the backup holds them, from their
+	// recorded definitions, whatever their versions against this code (the
+	// rollback of an install). Without it, a backup of a table newer than
+	// the code is refused.
+	AsItWas       bool `protobuf:"varint,3,opt,name=as_it_was,json=asItWas,proto3" json:"as_it_was,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -822,6 +827,13 @@ func (x *RestoreRequest) GetDir() string {
 func (x *RestoreRequest) GetVerifyOnly() bool {
 	if x != nil {
 		return x.VerifyOnly
+	}
+	return false
+}
+
+func (x *RestoreRequest) GetAsItWas() bool {
+	if x != nil {
+		return x.AsItWas
 	}
 	return false
 }
@@ -1478,11 +1490,12 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x02 \x01(\tR\tcreatedAt\x12\x16\n" +
-	"\x06tables\x18\x03 \x03(\tR\x06tables\"C\n" +
+	"\x06tables\x18\x03 \x03(\tR\x06tables\"_\n" +
 	"\x0eRestoreRequest\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x1f\n" +
 	"\vverify_only\x18\x02 \x01(\bR\n" +
-	"verifyOnly\"(\n" +
+	"verifyOnly\x12\x1a\n" +
+	"\tas_it_was\x18\x03 \x01(\bR\aasItWas\"(\n" +
 	"\x0eUpgradeRequest\x12\x16\n" +
 	"\x06tables\x18\x01 \x03(\tR\x06tables\"\xa2\x01\n" +
 	"\bProgress\x12\x14\n" +

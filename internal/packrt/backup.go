@@ -266,6 +266,9 @@ func (r *runtime) backupTable(ctx context.Context, g *gorm.DB, conn *sql.Conn, d
 	if bt.Sequences, err = sequencesOf(ctx, g, table, cols); err != nil {
 		return nil, err
 	}
+	if bt.Definition, err = schema.Define(ctx, g, table); err != nil {
+		return nil, err
+	}
 	return bt, nil
 }
 

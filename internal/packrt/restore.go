@@ -39,7 +39,7 @@ func (r *runtime) invalidBackup(dir string, err error) error {
 }
 
 // verify checks the backup in dir completely, reading every file.
-func (r *runtime) verify(ctx context.Context, dir, dialect string, send func(*packpb.Progress) error) (*loaded, error) {
+func (r *runtime) verify(ctx context.Context, dir, dialect string, asItWas bool, send func(*packpb.Progress) error) (*loaded, error) {
 	if !filepath.IsAbs(dir) {
 		return nil, &packerr.Error{Code: packpb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, PackID: r.pack.ID,
 			Msg: fmt.Sprintf("restore: backup directory %q is not an absolute path", dir)}
@@ -62,7 +62,7 @@ func (r *runtime) verify(ctx context.Context, dir, dialect string, send func(*pa
 		if !ok {
 			return nil, bad("table %s is not a table of pack %s %s", bt.Name, r.pack.ID, r.pack.Version)
 		}
-		if bt.Version > t.Version() {
+		if bt.Version > t.Version() && !(asItWas && bt.Definition != nil) {
 			return nil, bad("table %s is at version %d in the backup but pack %s %s knows versions up to %d; restore it with the release it was taken with (%s)",
 				bt.Name, bt.Version, r.pack.ID, r.pack.Version, t.Version(), m.PackVer)
 		}
@@ -132,7 +132,7 @@ func (r *runtime) restore(ctx context.Context, req *packpb.RestoreRequest, send 
 		return err
 	}
 	dir := req.GetDir()
-	l, err := r.verify(ctx, dir, db.Dialector.Name(), send)
+	l, err := r.verify(ctx, dir, db.Dialector.Name(), req.GetAsItWas(), send)
 	if err != nil {
 		return r.invalidBackup(dir, err)
 	}
@@ -184,33 +184,41 @@ func (r *runtime) restoreTx(ctx context.Context, tx *gorm.DB, conn *sql.Conn, l 
 			return fmt.Errorf("drop table %s: %w", l.m.Tables[i].Name, err)
 		}
 	}
+	var foreignKeys []string
 	for _, bt := range l.m.Tables {
-		t, _ := r.pack.table(bt.Name)
 		if err := send(&packpb.Progress{Table: bt.Name, To: int32(bt.Version), Total: bt.Rows,
-			Message: fmt.Sprintf("rebuilding %s at version %d", bt.Name, bt.Version)}); err != nil {
+			Message: fmt.Sprintf("making %s at version %d", bt.Name, bt.Version)}); err != nil {
 			return err
 		}
-		if err := r.rebuild(ctx, tx, t, bt.Version); err != nil {
-			return fmt.Errorf("rebuild table %s at version %d: %w", bt.Name, bt.Version, err)
-		}
-		live, _, err := schema.Describe(ctx, tx, bt.Name)
-		if err != nil {
-			return err
-		}
-		if want := l.schemas[bt.Name]; live != want {
-			diff, _ := schema.Diff(want, live)
-			return fmt.Errorf("table %s rebuilt at version %d by pack %s %s does not match the backed-up schema (the table had been changed by hand when it was backed up?):\n%s",
-				bt.Name, bt.Version, r.pack.ID, r.pack.Version, diff)
+		// The table is made from the backup's own definition; a backup of
+		// the first format has none, and its table is rebuilt with the
+		// pack's steps, then its indexes dropped to be made after the
+		// load, as pg_restore does.
+		var indexes []string
+		if d := bt.Definition; d != nil {
+			for _, stmt := range d.Create {
+				if err := tx.Exec(stmt).Error; err != nil {
+					return fmt.Errorf("make table %s from the backup's definition: %s: %w", bt.Name, stmt, err)
+				}
+			}
+			indexes, foreignKeys = d.Indexes, append(foreignKeys, d.ForeignKeys...)
+		} else {
+			t, _ := r.pack.table(bt.Name)
+			if err := r.rebuild(ctx, tx, t, bt.Version); err != nil {
+				return fmt.Errorf("rebuild table %s at version %d: %w", bt.Name, bt.Version, err)
+			}
+			if err := r.sameSchema(ctx, tx, l, bt, "rebuilt at version "+fmt.Sprint(bt.Version)+" by pack "+r.pack.ID+" "+r.pack.Version); err != nil {
+				return err
+			}
+			var err error
+			if indexes, err = dropIndexes(ctx, tx, bt.Name); err != nil {
+				return fmt.Errorf("table %s: %w", bt.Name, err)
+			}
 		}
 		th := &throttle{send: send, table: bt.Name, msg: "restoring", total: bt.Rows}
-		// Indexes are built once after the load, as pg_restore does,
-		// instead of being updated row by row.
-		indexes, err := dropIndexes(ctx, tx, bt.Name)
-		if err != nil {
-			return fmt.Errorf("table %s: %w", bt.Name, err)
-		}
 		start := time.Now()
 		var n int64
+		var err error
 		switch bt.Encoding {
 		case backupfile.EncodingPGText:
 			n, err = loadPG(ctx, conn, l.dir, bt, th)
@@ -236,7 +244,7 @@ func (r *runtime) restoreTx(ctx context.Context, tx *gorm.DB, conn *sql.Conn, l 
 		}
 		for _, stmt := range indexes {
 			if err := tx.Exec(stmt).Error; err != nil {
-				return fmt.Errorf("table %s: rebuild index: %s: %w", bt.Name, stmt, err)
+				return fmt.Errorf("table %s: make index: %s: %w", bt.Name, stmt, err)
 			}
 		}
 		r.log.Info("table restored", "table", bt.Name, "rows", n, "load", loaded.Round(time.Millisecond),
@@ -251,10 +259,27 @@ func (r *runtime) restoreTx(ctx context.Context, tx *gorm.DB, conn *sql.Conn, l 
 			return fmt.Errorf("table %s: %w", bt.Name, err)
 		}
 	}
+	for _, stmt := range foreignKeys {
+		if err := tx.Exec(stmt).Error; err != nil {
+			return fmt.Errorf("make foreign key: %s: %w", stmt, err)
+		}
+	}
+	for _, bt := range l.m.Tables {
+		if err := r.sameSchema(ctx, tx, l, bt, "made from the backup"); err != nil {
+			return err
+		}
+	}
 	if err := r.restoreMeta(ctx, tx, l); err != nil {
 		return err
 	}
+	// A table made from its backed-up definition is exactly as it was,
+	// whatever state that was (a rollback puts back even a conflict that
+	// was there before); one rebuilt with the pack's steps must be in a
+	// state the code can go on from.
 	for _, bt := range l.m.Tables {
+		if bt.Definition != nil {
+			continue
+		}
 		t, _ := r.pack.table(bt.Name)
 		st, err := r.checkTable(ctx, tx, t)
 		if err != nil {
@@ -265,6 +290,21 @@ func (r *runtime) restoreTx(ctx context.Context, tx *gorm.DB, conn *sql.Conn, l 
 		default:
 			return fmt.Errorf("table %s would be in state %s after the restore (%s)", bt.Name, st.State, st.Detail)
 		}
+	}
+	return nil
+}
+
+// sameSchema checks that the table restored from bt has the schema the
+// backup recorded.
+func (r *runtime) sameSchema(ctx context.Context, tx *gorm.DB, l *loaded, bt backupfile.Table, how string) error {
+	live, _, err := schema.Describe(ctx, tx, bt.Name)
+	if err != nil {
+		return err
+	}
+	if want := l.schemas[bt.Name]; live != want {
+		diff, _ := schema.Diff(want, live)
+		return fmt.Errorf("table %s %s does not match the schema recorded in the backup (registered - against made +):\n%s",
+			bt.Name, how, diff)
 	}
 	return nil
 }

@@ -172,10 +172,15 @@ func (d *valueReader) next(row []any) error {
 			if err != nil || n > 1<<31 {
 				return fmt.Errorf("bad length %d: %v", n, err)
 			}
-			b := make([]byte, n)
-			if _, err := io.ReadFull(d.r, b); err != nil {
-				return fmt.Errorf("value cut short: %w", err)
+			// Read what is there, in bounded pieces, instead of trusting
+			// the declared length with an allocation: a value that claims
+			// gigabytes in a small file fails at its end, having taken
+			// only what the file held.
+			var buf bytes.Buffer
+			if k, err := io.CopyN(&buf, d.r, int64(n)); err != nil {
+				return fmt.Errorf("value cut short after %d of %d bytes: %w", k, n, io.ErrUnexpectedEOF)
 			}
+			b := buf.Bytes()
 			if tag == tagText {
 				row[i] = string(b)
 			} else {
