@@ -1,6 +1,6 @@
 module example.com/guestbook
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/packhost/packhost v0.0.0
