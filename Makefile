@@ -14,7 +14,7 @@ PROTOC_GEN_GO           := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC      := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 TOOLS                   := $(CURDIR)/.tools
 
-.PHONY: all build host packs run test test-go bench proto fmt vet clean
+.PHONY: all build host packs run test test-go chromium bench proto fmt vet clean
 
 all: build
 
@@ -43,13 +43,21 @@ run: build
 test: fmt vet
 	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-go
 
-EXAMPLES := examples/guestbook
+# Modules of their own in this repository, each vetted and tested from its
+# directory: the example pack, and the browser tests (kept apart so that
+# chromedp stays out of the main go.mod, and so out of every pack's).
+MODULES := examples/guestbook e2e
 
-test-go:
+test-go: chromium
 	PACKHOST_BIG_TESTS=1 $(GO) test -count=1 -timeout 30m ./...
-	@for d in $(EXAMPLES); do \
+	@for d in $(MODULES); do \
 		(cd $$d && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...) || exit 1; \
 	done
+
+# chromium: Debian's chromium for the e2e module's browser tests, installed
+# when missing.
+chromium:
+	bash scripts/install-chromium.sh
 
 ## bench: benchmarks; figures go to bench/results/
 bench: build
