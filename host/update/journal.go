@@ -90,17 +90,6 @@ type NewPackDB struct {
 	Registry []meta.Registration `json:"registry,omitempty"`
 }
 
-// replacesAny reports whether the install replaces a pack that was
-// installed before (whose tables only a backup can put back).
-func (j *Journal) replacesAny() bool {
-	for _, e := range j.Packs {
-		if e.OldVersion != "" {
-			return true
-		}
-	}
-	return false
-}
-
 // dbUndoable reports whether the tables can be put back as they were
 // before the install: every replaced pack's tables were backed up, and
 // every new pack's tables were recorded.
