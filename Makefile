@@ -12,9 +12,12 @@ PLATFORM := $(shell $(GO) env GOOS)-$(shell $(GO) env GOARCH)
 PROTOC_VERSION          := 3.21.12
 PROTOC_GEN_GO           := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 PROTOC_GEN_GO_GRPC      := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+# Pinned linter (make lint).
+STATICCHECK_VERSION     := 0.8.2
+STATICCHECK             := honnef.co/go/tools/cmd/staticcheck@v$(STATICCHECK_VERSION)
 TOOLS                   := $(CURDIR)/.tools
 
-.PHONY: all build host packs run test test-go bench proto fmt vet clean
+.PHONY: all build host packs run test test-go chromium bench proto fmt vet lint clean
 
 all: build
 
@@ -39,17 +42,25 @@ packs: host
 run: build
 	$(BIN)/host run --root $(ROOT) --update-db
 
-## test: gofmt, vet and every test, on SQLite and PostgreSQL
-test: fmt vet
+## test: gofmt, vet, staticcheck and every test, on SQLite and PostgreSQL
+test: fmt vet lint
 	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-go
 
-EXAMPLES := examples/guestbook
+# Modules of their own in this repository, each vetted and tested from its
+# directory: the example pack, and the browser tests (kept apart so that
+# chromedp stays out of the main go.mod, and so out of every pack's).
+MODULES := examples/guestbook e2e
 
-test-go:
+test-go: chromium
 	PACKHOST_BIG_TESTS=1 $(GO) test -count=1 -timeout 30m ./...
-	@for d in $(EXAMPLES); do \
+	@for d in $(MODULES); do \
 		(cd $$d && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...) || exit 1; \
 	done
+
+# chromium: Debian's chromium for the e2e module's browser tests, installed
+# when missing.
+chromium:
+	bash scripts/install-chromium.sh
 
 ## bench: benchmarks; figures go to bench/results/
 bench: build
@@ -61,6 +72,16 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+
+## lint: staticcheck on every module, installed into .tools when missing or of another version
+lint:
+	@$(TOOLS)/staticcheck -version 2>/dev/null | grep -qF "($(STATICCHECK_VERSION))" || { \
+		echo "GOBIN=$(TOOLS) $(GO) install $(STATICCHECK)"; \
+		rm -f $(TOOLS)/staticcheck && GOBIN=$(TOOLS) $(GO) install $(STATICCHECK); }
+	$(TOOLS)/staticcheck ./...
+	@for d in $(MODULES); do \
+		(cd $$d && $(TOOLS)/staticcheck ./...) || exit 1; \
+	done
 
 ## proto: regenerate internal/packpb with the pinned generators
 proto:

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -229,5 +230,51 @@ func TestDownloadsReportThroughTheProgressReporter(t *testing.T) {
 	}
 	if out.Len() != 0 {
 		t.Errorf("a reporter that is not on a terminal drew %q", out.String())
+	}
+}
+
+func TestAFeedStateThatCannotBeWrittenIsReportedAndLeftAsItWas(t *testing.T) {
+	z := testZip(t, "notes", "1.2.0")
+	root := newRoot(t)
+	p := newPublisher(t)
+	p.trust(t, root)
+	p.publish(10, future())
+	if _, err := p.fetcher(root).Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	statePath := filepath.Join(root, DataDir, StateFile)
+	before, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.publish(11, future(), p.entry("notes", "1.2.0", z))
+	// A file size limit below the state's size makes the write of the new
+	// state fail part-way (EFBIG; Go ignores SIGXFSZ), as a full disk would.
+	// The limit is the process's: this test does not run in parallel.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	small := lim
+	small.Cur = 16
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &small); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.fetcher(root).Fetch(context.Background())
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "write feed state: ") || !errors.Is(err, syscall.EFBIG) {
+		t.Fatalf("err %v, want the failed write of the feed state", err)
+	}
+	after, _ := os.ReadFile(statePath)
+	if !bytes.Equal(before, after) {
+		t.Fatalf("feed state %s -> %s", before, after)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(statePath)); len(entries) != 1 {
+		t.Fatalf("%s holds %v, want only %s", DataDir, entries, StateFile)
+	}
+	if names := pendingFiles(t, root); len(names) != 0 {
+		t.Fatalf("Updates_Pending holds %v", names)
 	}
 }

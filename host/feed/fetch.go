@@ -411,16 +411,19 @@ func (f *Fetcher) recordSequence(seq int64, data []byte, signer *trust.Key) erro
 		return fmt.Errorf("write feed state: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err == nil {
+	// A write or sync that failed leaves a short file: report it and keep
+	// the state that is there, never rename the short one into its place.
+	_, err = tmp.Write(append(b, '\n'))
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
 	if err != nil {
+		return fmt.Errorf("write feed state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write feed state: %w", err)
 	}
 	return nil

@@ -158,7 +158,7 @@ func SafePath(p string) error {
 	}
 	for _, part := range strings.Split(p, "/") {
 		if part == ".." || part == "." {
-			return fmt.Errorf("path %q must not contain . or ..", p)
+			return fmt.Errorf("path %q must not have . or .. elements", p)
 		}
 	}
 	if p == FileName || p == FileName+".sig" {

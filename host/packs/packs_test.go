@@ -195,7 +195,7 @@ func TestStartAll(t *testing.T) {
 	})
 
 	t.Run("a binary reporting another version than its manifest is refused with both versions", func(t *testing.T) {
-		root, list := installed(t, "testdata/packs/notes")
+		root, _ := installed(t, "testdata/packs/notes")
 		mpath := filepath.Join(root, packs.Dir, "notes", manifest.FileName)
 		m, err := manifest.Load(mpath)
 		if err != nil {
@@ -209,7 +209,8 @@ func TestStartAll(t *testing.T) {
 		if err := os.WriteFile(mpath, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if list, err = packs.Discover(root); err != nil {
+		list, err := packs.Discover(root) // with the edited manifest
+		if err != nil {
 			t.Fatal(err)
 		}
 		before := snapshot(t, root)

@@ -280,8 +280,14 @@ func writeEntry(zw *zip.Writer, fj *fileJob, inflight chan struct{}, done *int64
 	h.CRC32 = fj.crc
 	h.CompressedSize64 = uint64(compressed)
 	h.UncompressedSize64 = uint64(fj.size)
-	h.CompressedSize = uint32(min(h.CompressedSize64, 0xffffffff))
-	h.UncompressedSize = uint32(min(h.UncompressedSize64, 0xffffffff))
+	// archive/zip fills the 32-bit sizes from the 64-bit ones in CreateRaw,
+	// but with the data-descriptor flag the sizes are known only now, and
+	// for an entry under 0xffffffff bytes (4 GiB) it writes the data
+	// descriptor and the central directory record from the 32-bit fields.
+	// (From 4 GiB on it writes zip64 records from the 64-bit fields and
+	// ignores these.) Without them a small entry reads as 0 bytes.
+	//lint:ignore SA1019 archive/zip still reads these for a raw entry with a data descriptor; see above
+	h.CompressedSize, h.UncompressedSize = uint32(min(h.CompressedSize64, 0xffffffff)), uint32(min(h.UncompressedSize64, 0xffffffff))
 	return nil
 }
 

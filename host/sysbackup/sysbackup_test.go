@@ -1,9 +1,11 @@
 package sysbackup
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/rand"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,5 +91,68 @@ func TestStoredChunksAreValidDeflate(t *testing.T) {
 	s := stored(data)
 	if len(s) != len(data)+4*5 {
 		t.Errorf("stored %d bytes as %d", len(data), len(s))
+	}
+}
+
+// An entry of 4 GiB or more has zip64 sizes in its data descriptor and
+// central directory record; a smaller one in the same zip keeps 32-bit ones
+// (see writeEntry). Both must read back whole.
+func TestAZipWithEntriesOverAndUnder4GiBReadsBackWhole(t *testing.T) {
+	if os.Getenv("PACKHOST_BIG_TESTS") != "1" {
+		t.Skip("set PACKHOST_BIG_TESTS=1 (make test does) to zip a 4 GiB file")
+	}
+	root := t.TempDir()
+	sizes := map[string]int64{"big.db": 4<<30 + 12345, "small.txt": 5}
+	// The big file is sparse: zeros that take no disk and deflate to ~4 MB.
+	f, err := os.Create(filepath.Join(root, "big.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(sizes["big.db"]); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "small.txt"), []byte("small"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "tree.zip")
+	zf, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ZipTree(context.Background(), root, zf, nil, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := zf.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// archive/zip checks each entry's CRC and size at its end.
+	r, err := zip.OpenReader(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if len(r.File) != len(sizes) {
+		t.Fatalf("%d entries, want %d", len(r.File), len(sizes))
+	}
+	for _, e := range r.File {
+		rc, err := e.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil || n != sizes[e.Name] || e.UncompressedSize64 != uint64(n) {
+			t.Errorf("%s: read %d bytes (%v), header says %d, want %d", e.Name, n, err, e.UncompressedSize64, sizes[e.Name])
+		}
+	}
+	// Info-ZIP also checks the local headers against the central directory.
+	if _, err := exec.LookPath("unzip"); err == nil {
+		if b, err := exec.Command("unzip", "-tq", out).CombinedOutput(); err != nil {
+			t.Fatalf("unzip -t: %v\n%s", err, b)
+		}
 	}
 }

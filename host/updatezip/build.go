@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -241,14 +240,4 @@ func addFile(zw *zip.Writer, name, src string, mode os.FileMode) error {
 	}
 	_, err = io.Copy(w, f)
 	return err
-}
-
-// platforms lists a manifest's platforms, sorted.
-func platforms(m *manifest.Manifest) []string {
-	var out []string
-	for p := range m.Binaries {
-		out = append(out, p)
-	}
-	sort.Strings(out)
-	return out
 }

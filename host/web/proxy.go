@@ -143,17 +143,21 @@ func (p *proxy) forward(w http.ResponseWriter, r *http.Request, rt *route) {
 	if r.ContentLength > 0 {
 		head.Headers = append(head.Headers, &packpb.Header{Key: "Content-Length", Values: []string{fmt.Sprint(r.ContentLength)}})
 	}
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		if err := stream.Send(&packpb.HTTPRequestPart{Head: head}); err == nil {
-			err = stream.CloseSend()
-		}
-	} else {
+	noBody := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	err = stream.Send(&packpb.HTTPRequestPart{Head: head})
+	if err == nil && noBody {
+		err = stream.CloseSend()
+	}
+	switch {
+	case errors.Is(err, io.EOF):
+		// gRPC's word for a stream ended from the pack's side: Recv
+		// below returns the reason, which says more than EOF.
+	case err != nil:
+		p.fail(w, r, rt, err, headTimedOut.Load())
+		return
+	case !noBody:
 		// The body streams from its own goroutine while this one waits
 		// for the answer: a pack may answer before reading all of it.
-		if err := stream.Send(&packpb.HTTPRequestPart{Head: head}); err != nil {
-			p.fail(w, r, rt, err, headTimedOut.Load())
-			return
-		}
 		go func() {
 			buf := make([]byte, chunkSize)
 			for {

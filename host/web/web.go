@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -170,6 +169,3 @@ func (s *Server) Serve(ctx context.Context, ready func(net.Addr)) error {
 	}
 	return nil
 }
-
-// isAdminPath reports whether the path belongs to the admin pages.
-func isAdminPath(p string) bool { return p == "/admin" || strings.HasPrefix(p, "/admin/") }

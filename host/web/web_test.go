@@ -215,7 +215,7 @@ func TestCancellingARequestReachesThePack(t *testing.T) {
 	cancel()
 	resp.Body.Close()
 	mark := filepath.Join(filepath.Dir(sys.Pack("web").Binary), "cancelled-"+id)
-	waitFor(t, "the pack's request context to end", func() bool { _, err := os.Stat(mark); return err == nil })
+	packtest.WaitFor(t, "the pack's request context to end", func() bool { _, err := os.Stat(mark); return err == nil })
 	data, _ := os.ReadFile(mark)
 	if string(data) != context.Canceled.Error() {
 		t.Fatalf("the pack's request ended with %q, want %q", data, context.Canceled)
@@ -227,17 +227,6 @@ func TestASlowPackAnswers504(t *testing.T) {
 	resp, body := get(t, nil, ts.URL+"/web/slow?ms=60000")
 	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "did not answer within 100ms") {
 		t.Fatalf("GET /web/slow: %d %q", resp.StatusCode, body)
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

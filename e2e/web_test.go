@@ -1,4 +1,4 @@
-package web
+package e2e
 
 import (
 	"archive/zip"
@@ -23,6 +23,8 @@ import (
 	"github.com/packhost/packhost/host/manifest"
 	"github.com/packhost/packhost/internal/packtest"
 )
+
+func TestMain(m *testing.M) { packtest.Main(m) }
 
 // hostProcess is `host run` started as a real process.
 type hostProcess struct {
@@ -177,21 +179,13 @@ func writeUpdateZip(t *testing.T, dir, id, version, whatsNew string) string {
 	return path
 }
 
-// chromiumPath finds Debian's chromium, installing it when missing.
+// chromiumPath finds Debian's chromium. It does not install it: `make test`
+// runs scripts/install-chromium.sh before these tests.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	t.Log("chromium is missing: apt-get install -y chromium")
-	cmd := exec.Command("apt-get", "install", "-y", "chromium")
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("install chromium: %v\n%s", err, out)
-	}
 	p, err := exec.LookPath("chromium")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("chromium not found (%v); install it with scripts/install-chromium.sh (make test runs it)", err)
 	}
 	return p
 }
@@ -216,6 +210,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1200, 1000),
 	}
@@ -380,7 +375,7 @@ func TestSIGTERMLetsRequestsInFlightFinish(t *testing.T) {
 		t.Fatal(err)
 	}
 	// New connections are refused while the slow request runs on.
-	waitFor(t, "the host to stop accepting connections", func() bool {
+	packtest.WaitFor(t, "the host to stop accepting connections", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
