@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/packhost/packhost/host/packs"
-	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/internal/proc"
 )
 
@@ -198,13 +197,6 @@ func (j *Journal) failed(root string, cause error) error {
 		cause = errors.Join(cause, err)
 	}
 	return fmt.Errorf("%w (journal %s): %v; `host status` shows what is on disk and `host recover` offers the ways out", ErrInterrupted, Path(root), cause)
-}
-
-func orNewest(p string) string {
-	if p != "" {
-		return p
-	}
-	return "the newest " + system.BackupsDir + "/system-*.zip"
 }
 
 // DBUndo puts the database back as it was before an install: the
