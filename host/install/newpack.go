@@ -71,7 +71,7 @@ func recordNewPack(ctx context.Context, db *gorm.DB, id string, tables []string,
 			rec.Settings = append(rec.Settings, s)
 		}
 	}
-	if rec.Registry, err = meta.Registrations(ctx, db, rec.Created); err != nil {
+	if rec.Registry, err = meta.Registrations(ctx, db, id, rec.Created); err != nil {
 		return nil, err
 	}
 	return rec, nil
@@ -127,6 +127,6 @@ func dropNewPack(ctx context.Context, db *gorm.DB, id string, rec *recovery.NewP
 		if err := meta.ReplaceSettings(ctx, tx, id, keys, rec.Settings); err != nil {
 			return err
 		}
-		return meta.ReplaceRegistrations(ctx, tx, rec.Created, rec.Registry)
+		return meta.ReplaceRegistrations(ctx, tx, id, rec.Created, rec.Registry)
 	})
 }

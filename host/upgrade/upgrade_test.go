@@ -90,7 +90,7 @@ func readState(t *testing.T, db dbtest.DB, pack, tbl string) dbState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	regs, err := meta.Registered(ctx, db.Gorm, tbl)
+	regs, err := meta.Registered(ctx, db.Gorm, pack, tbl)
 	if err != nil {
 		t.Fatal(err)
 	}

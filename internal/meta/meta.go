@@ -44,9 +44,9 @@ func (Setting) TableName() string { return SettingsTable }
 // table at a version, as installed on this database.
 // Its JSON form is stable, as Setting's.
 type Registration struct {
+	PackID       string    `gorm:"column:pack_id;primaryKey;size:64" json:"pack_id"`
 	TableName_   string    `gorm:"column:table_name;primaryKey;size:255" json:"table_name"`
 	TableVersion int       `gorm:"column:table_version;primaryKey;autoIncrement:false" json:"table_version"`
-	PackID       string    `gorm:"column:pack_id;not null;size:64" json:"pack_id"`
 	SchemaText   string    `gorm:"column:schema_text;not null" json:"schema_text"`
 	CreatedAt    time.Time `gorm:"column:created_at;not null" json:"created_at"`
 }
@@ -54,10 +54,22 @@ type Registration struct {
 // TableName implements gorm's Tabler.
 func (Registration) TableName() string { return RegistryTable }
 
-// Ensure creates the meta tables when they are missing.
-// Hosts starting together on one database take turns: on PostgreSQL
-// through a transaction-scoped advisory lock, on SQLite through the
-// write lock of the transaction itself.
+// Version is the meta tables' own version, recorded in pack_settings
+// under the pack id HostID (which no pack can have) and the key
+// VersionKey(RegistryTable). Version 1 keyed schema_registry by table and
+// version only; version 2 keys it by pack, table and version, so that two
+// packs' tables of one name never share registry rows.
+const Version = 2
+
+// HostID is the pack_settings pack id of the host's own settings: not a
+// pack id (those start with a letter or digit).
+const HostID = "_host"
+
+// Ensure creates the meta tables when they are missing and brings them to
+// Version. Hosts starting together on one database take turns: on
+// PostgreSQL through a transaction-scoped advisory lock, on SQLite through
+// the write lock of the transaction itself. Meta tables newer than this
+// host knows are refused: an older host must not write them.
 func Ensure(ctx context.Context, db *gorm.DB) error {
 	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if tx.Dialector.Name() == "postgres" {
@@ -65,10 +77,65 @@ func Ensure(ctx context.Context, db *gorm.DB) error {
 				return err
 			}
 		}
-		return tx.AutoMigrate(&Setting{}, &Registration{})
+		existed := Present(ctx, tx)
+		if err := tx.AutoMigrate(&Setting{}, &Registration{}); err != nil {
+			return err
+		}
+		v, err := InstalledVersion(ctx, tx, HostID, RegistryTable)
+		if err != nil {
+			return err
+		}
+		if v == 0 && existed {
+			v = 1 // made before the meta tables had a version
+		}
+		switch {
+		case v > Version:
+			return fmt.Errorf("the meta tables are at version %d, newer than this host knows (%d): this database was used by a newer host; run that host, or upgrade this one", v, Version)
+		case v == 1:
+			if err := keyRegistryByPack(tx); err != nil {
+				return fmt.Errorf("key schema_registry by pack: %w", err)
+			}
+		}
+		if v != Version {
+			return SetVersion(ctx, tx, HostID, RegistryTable, Version)
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("create meta tables: %w", err)
+	}
+	return nil
+}
+
+// keyRegistryByPack takes schema_registry from version 1 (primary key
+// table_name, table_version) to 2 (pack_id, table_name, table_version),
+// keeping every row.
+func keyRegistryByPack(tx *gorm.DB) error {
+	if tx.Dialector.Name() == "postgres" {
+		var name string
+		if err := tx.Raw(`SELECT conname FROM pg_constraint WHERE conrelid = 'schema_registry'::regclass AND contype = 'p'`).Scan(&name).Error; err != nil {
+			return err
+		}
+		if name != "" {
+			if err := tx.Exec(`ALTER TABLE schema_registry DROP CONSTRAINT ` + `"` + strings.ReplaceAll(name, `"`, `""`) + `"`).Error; err != nil {
+				return err
+			}
+		}
+		return tx.Exec(`ALTER TABLE schema_registry ADD PRIMARY KEY (pack_id, table_name, table_version)`).Error
+	}
+	for _, stmt := range []string{
+		`CREATE TABLE schema_registry_v2 (
+			pack_id text NOT NULL, table_name text NOT NULL, table_version integer NOT NULL,
+			schema_text text NOT NULL, created_at datetime NOT NULL,
+			PRIMARY KEY (pack_id, table_name, table_version))`,
+		`INSERT INTO schema_registry_v2 (pack_id, table_name, table_version, schema_text, created_at)
+			SELECT pack_id, table_name, table_version, schema_text, created_at FROM schema_registry`,
+		`DROP TABLE schema_registry`,
+		`ALTER TABLE schema_registry_v2 RENAME TO schema_registry`,
+	} {
+		if err := tx.Exec(stmt).Error; err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -125,13 +192,13 @@ func SetSetting(ctx context.Context, tx *gorm.DB, packID, key, value string) err
 }
 
 // Registered returns the registered schema texts of table by version.
-func Registered(ctx context.Context, db *gorm.DB, table string) (map[int]Registration, error) {
+func Registered(ctx context.Context, db *gorm.DB, packID, table string) (map[int]Registration, error) {
 	out := map[int]Registration{}
 	if !Present(ctx, db) {
 		return out, nil
 	}
 	var rows []Registration
-	if err := db.WithContext(ctx).Where("table_name = ?", table).Find(&rows).Error; err != nil {
+	if err := db.WithContext(ctx).Where("pack_id = ? AND table_name = ?", packID, table).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("read schema registry of %s: %w", table, err)
 	}
 	for _, r := range rows {
@@ -146,8 +213,8 @@ func Registered(ctx context.Context, db *gorm.DB, table string) (map[int]Registr
 func Register(ctx context.Context, tx *gorm.DB, packID, table string, version int, text string) error {
 	r := Registration{TableName_: table, TableVersion: version, PackID: packID, SchemaText: text, CreatedAt: time.Now().UTC()}
 	err := tx.WithContext(ctx).Clauses(clause.OnConflict{
-		Columns:   []clause.Column{{Name: "table_name"}, {Name: "table_version"}},
-		DoUpdates: clause.AssignmentColumns([]string{"pack_id", "schema_text", "created_at"}),
+		Columns:   []clause.Column{{Name: "pack_id"}, {Name: "table_name"}, {Name: "table_version"}},
+		DoUpdates: clause.AssignmentColumns([]string{"schema_text", "created_at"}),
 	}).Create(&r).Error
 	if err != nil {
 		return fmt.Errorf("register schema of %s v%d: %w", table, version, err)
@@ -174,12 +241,12 @@ func PackSettings(ctx context.Context, db *gorm.DB, packID string) ([]Setting, e
 
 // Registrations returns the schema_registry rows of the tables, by table
 // and version.
-func Registrations(ctx context.Context, db *gorm.DB, tables []string) ([]Registration, error) {
+func Registrations(ctx context.Context, db *gorm.DB, packID string, tables []string) ([]Registration, error) {
 	var out []Registration
 	if len(tables) == 0 || !Present(ctx, db) {
 		return out, nil
 	}
-	if err := db.WithContext(ctx).Where("table_name IN ?", tables).Order("table_name, table_version").Find(&out).Error; err != nil {
+	if err := db.WithContext(ctx).Where("pack_id = ? AND table_name IN ?", packID, tables).Order("table_name, table_version").Find(&out).Error; err != nil {
 		return nil, fmt.Errorf("read schema_registry: %w", err)
 	}
 	return out, nil
@@ -223,13 +290,16 @@ func ReplaceSettings(ctx context.Context, tx *gorm.DB, packID string, keys Keys,
 
 // ReplaceRegistrations replaces the schema_registry rows of the tables
 // with rows, in tx.
-func ReplaceRegistrations(ctx context.Context, tx *gorm.DB, tables []string, rows []Registration) error {
+func ReplaceRegistrations(ctx context.Context, tx *gorm.DB, packID string, tables []string, rows []Registration) error {
 	if len(tables) > 0 {
-		if err := tx.WithContext(ctx).Where("table_name IN ?", tables).Delete(&Registration{}).Error; err != nil {
+		if err := tx.WithContext(ctx).Where("pack_id = ? AND table_name IN ?", packID, tables).Delete(&Registration{}).Error; err != nil {
 			return fmt.Errorf("clear schema_registry of %s: %w", strings.Join(tables, ", "), err)
 		}
 	}
 	for _, r := range rows {
+		if r.PackID != packID {
+			return fmt.Errorf("put back schema_registry of %s: a row of pack %q", packID, r.PackID)
+		}
 		row := r
 		if err := tx.WithContext(ctx).Create(&row).Error; err != nil {
 			return fmt.Errorf("put back schema_registry row %s v%d: %w", r.TableName_, r.TableVersion, err)

@@ -346,7 +346,7 @@ func (r *runtime) backupMeta(ctx context.Context, g *gorm.DB, dir string, tables
 	for n := range tables {
 		names = append(names, n)
 	}
-	regs, err := meta.Registrations(ctx, g, names)
+	regs, err := meta.Registrations(ctx, g, r.pack.ID, names)
 	if err != nil {
 		return err
 	}

@@ -438,7 +438,7 @@ func (r *runtime) restoreMeta(ctx context.Context, tx *gorm.DB, l *loaded) error
 		regs = append(regs, meta.Registration{TableName_: x.TableName, TableVersion: x.TableVersion, PackID: x.PackID,
 			SchemaText: x.SchemaText, CreatedAt: x.CreatedAt})
 	}
-	if err := meta.ReplaceRegistrations(ctx, tx, names, regs); err != nil {
+	if err := meta.ReplaceRegistrations(ctx, tx, r.pack.ID, names, regs); err != nil {
 		return err
 	}
 	return nil

@@ -126,7 +126,7 @@ func (r *runtime) checkTable(ctx context.Context, db *gorm.DB, t Table) (*packpb
 			// Not ours to create over, and no registered version to
 			// compare it with: a conflict, not an install.
 			st.State = packpb.TableState_TABLE_STATE_DRIFT
-			st.Detail = fmt.Sprintf("a table named %s exists but no version is recorded for it in pack_settings; rename or drop it, or restore the backup it came from", t.Name)
+			st.Detail = fmt.Sprintf("a table named %s exists but no version is recorded for it by pack %s: it may be another pack's (see the packs above) or left from an earlier install; nothing is created over it: restore the backup it came from, or ask its owner", t.Name, r.pack.ID)
 		}
 		return st, nil
 	}
@@ -136,7 +136,7 @@ func (r *runtime) checkTable(ctx context.Context, db *gorm.DB, t Table) (*packpb
 			installed, code, r.pack.ID, r.pack.Version)
 		return st, nil
 	}
-	regs, err := meta.Registered(ctx, db, t.Name)
+	regs, err := meta.Registered(ctx, db, r.pack.ID, t.Name)
 	if err != nil {
 		return nil, err
 	}
