@@ -25,5 +25,6 @@ func backupPacks(ctx context.Context, e env, sys *session, ids []string) error {
 	if err != nil {
 		return fmt.Errorf("%w; nothing was upgraded", err)
 	}
+	pruneBackups(sys)
 	return nil
 }

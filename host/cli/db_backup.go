@@ -57,6 +57,7 @@ func dbBackupCmd(e env, args []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
+	pruneBackups(sys)
 	if *packID == "" && len(sys.Failed) > 0 {
 		var msgs []string
 		for _, err := range sys.Failed {

@@ -156,6 +156,7 @@ func installUpdates(e env, s *session, o installOptions) (*install.Result, error
 			orNew(z.Installed), res.Moved[i])
 	}
 	s.Log.Info("install finished", "took", time.Since(start).Round(time.Millisecond))
+	pruneBackups(s)
 	return res, nil
 }
 

@@ -172,3 +172,21 @@ func UndoFilesOnly(root string) (*Journal, error) {
 	}
 	return j, j.SetState(root, StateRestoreDB)
 }
+
+// ProtectedBackups are the names in Updates_Backups that the journal of
+// root names (its system backup and database backups): pruning never
+// removes them while the journal is there.
+func ProtectedBackups(root string) map[string]bool {
+	out := map[string]bool{}
+	j, err := Read(root)
+	if err != nil || j == nil {
+		return out
+	}
+	if j.SystemBackup != "" {
+		out[filepath.Base(j.SystemBackup)] = true
+	}
+	for _, n := range backupNames(j) {
+		out[n] = true
+	}
+	return out
+}

@@ -3,7 +3,9 @@
 package system
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -357,4 +359,37 @@ func (s *System) PendingUpdates() ([]report.PendingUpdate, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
 	return out, nil
+}
+
+// ConfigFile is the system's settings file, <root>/host.json. Each part of
+// the host reads its own section ("feed", "web", "retention"); a missing
+// file or section means the defaults.
+const ConfigFile = "host.json"
+
+// ReadConfigSection decodes the section key of root's host.json into v,
+// refusing fields v does not have; v keeps its values when the file or the
+// section is missing.
+func ReadConfigSection(root, key string, v any) error {
+	path := filepath.Join(root, ConfigFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	var sections map[string]json.RawMessage
+	if err := json.Unmarshal(data, &sections); err != nil {
+		return fmt.Errorf("%s: not a JSON object: %w", path, err)
+	}
+	raw, ok := sections[key]
+	if !ok {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: section %q: %w", path, key, err)
+	}
+	return nil
 }
