@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +34,9 @@ var (
 	// extra, when "1", declares a second table, <table>_extra with one
 	// step, before the first: a release that adds a table.
 	extra = ""
+	// fk, when "1", gives the table a column referencing core's users:
+	// the pack cannot be upgraded before core's tables exist.
+	fk = ""
 )
 
 func main() {
@@ -40,9 +44,12 @@ func main() {
 	fail, _ := strconv.Atoi(failAt)
 	hang, _ := strconv.Atoi(hangAt)
 	t := tableName()
+	create := `CREATE TABLE ` + t + ` (id integer PRIMARY KEY, body text NOT NULL)`
+	if fk == "1" {
+		create = `CREATE TABLE ` + t + ` (id integer PRIMARY KEY, body text NOT NULL, user_id integer REFERENCES users (id))`
+	}
 	steps := []sdk.Step{
-		{Summary: "creates notes (id, body)", Up: sdk.SQL(
-			`CREATE TABLE ` + t + ` (id integer PRIMARY KEY, body text NOT NULL)`)},
+		{Summary: "creates notes (id, body)", Up: sdk.SQL(create)},
 		{Summary: "adds notes.author", Up: sdk.SQL(
 			`ALTER TABLE `+t+` ADD COLUMN author varchar(100) NOT NULL DEFAULT ''`,
 			`CREATE INDEX idx_`+t+`_author ON `+t+` (author)`)},
@@ -68,7 +75,43 @@ func main() {
 		Description: "Notes, a test pack.",
 		Tables:      tables,
 		DependsOn:   []string{"core"},
+		Pages:       pages(t),
 	})
+}
+
+// pages serves POST <prefix>add, which inserts a note and answers its id
+// once committed (tests count the acknowledged writes), and GET
+// <prefix>count.
+func pages(table string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /{prefix}/add", func(w http.ResponseWriter, r *http.Request) {
+		db, err := sdk.DB(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		var id int64
+		if err := db.Raw(`INSERT INTO `+table+` (id, body) VALUES ((SELECT coalesce(max(id), 0) + 1 FROM `+table+`), ?) RETURNING id`,
+			r.FormValue("body")).Scan(&id).Error; err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, id)
+	})
+	mux.HandleFunc("GET /{prefix}/count", func(w http.ResponseWriter, r *http.Request) {
+		db, err := sdk.DB(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		var n int64
+		if err := db.Raw(`SELECT count(*) FROM ` + table).Scan(&n).Error; err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, n)
+	})
+	return mux
 }
 
 // tableName keeps packs built with other ids from sharing a table.
