@@ -106,11 +106,11 @@ func recoverCmd(e env, args []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	fmt.Fprintln(e.stdout)
+	fmt.Fprintln(e.stdout, "\nThe system now (what `host status` reports):")
 	if err := r.WriteText(e.stdout); err != nil {
 		return 1, err
 	}
-	return r.ExitCode, nil
+	return 0, nil
 }
 
 // restoreChoice puts the old versions of the journal's packs back, then
@@ -119,7 +119,7 @@ func recoverCmd(e env, args []string) (int, error) {
 func restoreChoice(e env, s *session, paths []string) (string, error) {
 	var dirs []string
 	for _, p := range paths {
-		dir, err := backup.Resolve(s.Path(system.BackupsDir), p)
+		dir, err := backup.Resolve(filepath.Join(s.c.root, system.BackupsDir), p)
 		if err != nil {
 			return "", err
 		}

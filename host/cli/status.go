@@ -56,7 +56,11 @@ func statusReport(e env, c common) (*report.Report, error) {
 			}
 		}
 	}
-	sys, err := system.Open(e.ctx, c.options(e, true))
+	opts := c.options(e, true)
+	// Verified binaries start without being hashed again; status reads
+	// the cache and never writes it.
+	opts.Hashes = packs.LoadHashCache(c.root)
+	sys, err := system.Open(e.ctx, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -69,7 +69,7 @@ func dbSnapshot(t testing.TB, target dbconn.Target) map[string]string {
 		t.Fatal(err)
 	}
 	for _, r := range regs {
-		out[fmt.Sprintf("schema_registry %s v%d", r.TableName_, r.TableVersion)] = r.PackID + " @ " + r.CreatedAt.UTC().String() + "\n" + r.SchemaText
+		out[fmt.Sprintf("schema_registry %s %s v%d", r.PackID, r.TableName_, r.TableVersion)] = r.PackID + " @ " + r.CreatedAt.UTC().String() + "\n" + r.SchemaText
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -83,6 +84,10 @@ type System struct {
 
 	pending func(root string) ([]report.PendingUpdate, error)
 	checks  func(root string) []string
+	cleanup []func()
+	// database names the database for reports (a copy read by status
+	// is named as the original).
+	database string
 }
 
 // Path joins elements under the system directory.
@@ -109,12 +114,20 @@ func Open(ctx context.Context, opts Options) (*System, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.database = s.Target.String()
 	hasDB := true
 	if opts.ReadOnly {
 		s.Target.ReadOnly = true
 		if s.Target.Driver == dbconn.SQLite {
 			if _, err := os.Stat(s.Target.DSN); errors.Is(err, os.ErrNotExist) {
 				hasDB = false
+			} else if !dbconn.SQLiteWALEmpty(s.Target.DSN) {
+				// A write-ahead log with frames (a command is writing, or
+				// one was killed): read a copy, so that nothing of the
+				// system's own files is touched.
+				if err := s.readCopy(); err != nil {
+					return nil, err
+				}
 			}
 		}
 	} else {
@@ -194,12 +207,54 @@ func (s *System) dropTableClashes() {
 	s.Packs = kept
 }
 
+// readCopy points s's SQLite target at a copy of the database and its
+// write-ahead log in a private temporary directory, removed at Close.
+func (s *System) readCopy() error {
+	dir, err := os.MkdirTemp("", "packhost-status-")
+	if err != nil {
+		return fmt.Errorf("copy the database to read it: %w", err)
+	}
+	dst := filepath.Join(dir, filepath.Base(s.Target.DSN))
+	for _, suffix := range []string{"", "-wal"} {
+		if err := copyFile(s.Target.DSN+suffix, dst+suffix); err != nil {
+			os.RemoveAll(dir)
+			return fmt.Errorf("copy the database to read it: %w", err)
+		}
+	}
+	s.Target.DSN, s.Target.ReadOnly = dst, false
+	s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
 // Close stops the packs and closes the database. It is safe on nil and
 // more than once.
 func (s *System) Close() {
 	if s == nil {
 		return
 	}
+	defer func() {
+		for _, f := range s.cleanup {
+			f()
+		}
+		s.cleanup = nil
+	}()
 	if s.Launcher != nil {
 		s.Launcher.Close()
 	}
@@ -230,7 +285,7 @@ func (s *System) Pack(id string) *packs.Pack {
 
 // Report checks every running pack's tables and lists pending updates.
 func (s *System) Report(ctx context.Context) (*report.Report, error) {
-	r := &report.Report{Root: s.Root, Database: s.Target.String()}
+	r := &report.Report{Root: s.Root, Database: s.database}
 	running := map[string]*packs.Pack{}
 	for _, p := range s.Packs {
 		running[p.ID] = p

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -39,7 +40,10 @@ type Target struct {
 	// DSN is a file path for SQLite and a postgres:// URL for PostgreSQL.
 	DSN string
 	// ReadOnly opens the database so that nothing can be written
-	// (used by `host status`).
+	// (used by `host status`). An SQLite file is then opened immutable:
+	// no lock, no write-ahead log or shared-memory file is made or
+	// touched, so the caller must have made sure its write-ahead log holds
+	// nothing (see SQLiteWALEmpty).
 	ReadOnly bool
 }
 
@@ -118,6 +122,7 @@ func Open(t Target) (*gorm.DB, error) {
 		q.Add("_pragma", "synchronous(NORMAL)")
 		if t.ReadOnly {
 			q.Add("mode", "ro")
+			q.Add("immutable", "1")
 		} else {
 			q.Add("_pragma", "journal_mode(WAL)")
 		}
@@ -193,4 +198,12 @@ func OpenSQL(t Target) (*sql.DB, error) {
 	}
 	db.SetMaxOpenConns(1)
 	return db, nil
+}
+
+// SQLiteWALEmpty reports whether the SQLite file at path has no
+// write-ahead log with frames in it: everything committed is in the file
+// itself, which an immutable reader then reads whole.
+func SQLiteWALEmpty(path string) bool {
+	fi, err := os.Stat(path + "-wal")
+	return err != nil || fi.Size() == 0
 }
