@@ -93,11 +93,15 @@ func runCmd(e env, args []string) (int, error) {
 			record = append(record, d)
 			done = append(done, decide.Upgrade)
 		case decide.Serve, decide.ServeAdmin:
-			for _, err := range s.Failed {
-				log.Error("pack failed", "error", err)
+			left := 0
+			for _, p := range r.Packs {
+				if !p.Running {
+					log.Error("pack left out", "pack", p.ID, "error", p.Error)
+					left++
+				}
 			}
-			if len(s.Failed) > 0 {
-				log.Warn("serving without the packs that did not start; fix or uninstall them")
+			if left > 0 {
+				log.Warn("serving without the packs that did not start or do not answer; fix or uninstall them")
 			}
 			if plan.Next == decide.ServeAdmin {
 				log.Warn("serving only the admin pages (--admin-only)", "reason", plan.Reason)

@@ -19,6 +19,7 @@ import (
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/packtest"
+	"github.com/packhost/packhost/internal/tablestate"
 	"github.com/packhost/packhost/internal/ziptest"
 )
 
@@ -256,4 +257,96 @@ func (l lockedBuilder) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
+}
+
+// TestAPackThatNeverAnswersIsLeftOut installs a pack whose schema check
+// never returns: status and run each finish within the deadline, name it
+// as not answering, and run serves the rest, admin pages included.
+func TestAPackThatNeverAnswersIsLeftOut(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, db dbtest.DB) {
+		s := newSystem(t, dbFlag(db))
+		stall := buildZip(t, s.host, packtest.Build(t, "testdata/packs/stall", nil))
+		// Its tables are made as any pack's; only its check stalls.
+		if code, out := s.install(nil, []string{"--no-backup"}, stall); code != 0 {
+			t.Fatalf("install stall: exit %d\n%s", code, out)
+		}
+		start := time.Now()
+		code, out := s.exec(nil, "status", "--root", s.root, "--db", s.db, "--rpc-timeout", "2s")
+		if took := time.Since(start); took > 20*time.Second {
+			t.Errorf("status took %s with a 2s deadline", took)
+		}
+		if code != 1 || !strings.Contains(out, "pack stall: check schema") || !strings.Contains(out, "the pack is not answering within 2s") {
+			t.Fatalf("status: exit %d, want 1 naming stall as not answering:\n%s", code, out)
+		}
+		h := s.serve("--rpc-timeout", "2s")
+		if !h.Contains("the pack is not answering") {
+			t.Errorf("the host does not say stall is not answering:\n%s", h.Log())
+		}
+		resp, err := http.Get(h.URL + "/admin/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "admin token") {
+			t.Fatalf("admin login page beside a pack that does not answer: %d\n%s", resp.StatusCode, body)
+		}
+		if code := h.Stop(t); code != 0 {
+			t.Errorf("host run exited %d:\n%s", code, h.Log())
+		}
+	})
+}
+
+// TestAnInstallUpgradesThePacksItDependsOnFirst installs, on a database
+// where core's tables were never made, a notes release whose table
+// references core's users: core's tables are made first, then notes'.
+func TestAnInstallUpgradesThePacksItDependsOnFirst(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, db dbtest.DB) {
+		s := sys{t: t, host: packtest.Host(t), root: t.TempDir(), db: dbFlag(db)}
+		packtest.Install(t, s.root, packtest.Build(t, "plugins/core", nil)) // installed, its tables never made
+		notes := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3", "fk": "1"}))
+		if err := os.MkdirAll(filepath.Join(s.root, "Updates_Pending"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := copyFile(notes, filepath.Join(s.root, "Updates_Pending", filepath.Base(notes))); err != nil {
+			t.Fatal(err)
+		}
+		h := s.serve("--install-updates", "--update-db")
+		if code := h.Stop(t); code != 0 {
+			t.Fatalf("host run --install-updates --update-db exited %d:\n%s", code, h.Log())
+		}
+		for _, p := range s.status().Packs {
+			for _, tb := range p.Tables {
+				if tb.State != tablestate.OK {
+					t.Errorf("%s.%s is %s after the install", p.ID, tb.Name, tb.State)
+				}
+			}
+		}
+		s.wantNotes("1.3.0", 3)
+	})
+}
+
+// TestPackInstallInstallsOnlyTheZipsItIsGiven installs notes 1.3.0 with
+// `host pack install ZIP` while a zip of another pack waits in
+// Updates_Pending: only notes is installed, the other zip stays pending.
+func TestPackInstallInstallsOnlyTheZipsItIsGiven(t *testing.T) {
+	dbtest.ForEach(t, func(t *testing.T, db dbtest.DB) {
+		s := newSystem(t, dbFlag(db))
+		memo := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"id": "memo", "release": "2"}))
+		if err := copyFile(memo, filepath.Join(s.root, "Updates_Pending", filepath.Base(memo))); err != nil {
+			t.Fatal(err)
+		}
+		notes3 := buildZip(t, s.host, packtest.Build(t, "testdata/packs/notes", map[string]string{"release": "3"}))
+		code, out := s.install(nil, nil, notes3)
+		if code != 0 || strings.Contains(out, "installed memo") {
+			t.Fatalf("pack install notes: exit %d\n%s", code, out)
+		}
+		s.wantNotes("1.3.0", 3)
+		if _, err := os.Stat(filepath.Join(s.root, "packs", "memo")); err == nil {
+			t.Error("memo was installed too")
+		}
+		if p := pendingNames(t, s.root, "Updates_Pending"); len(p) != 1 || p[0] != filepath.Base(memo) {
+			t.Errorf("pending: %v, want only %s", p, filepath.Base(memo))
+		}
+	})
 }
