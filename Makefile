@@ -17,7 +17,7 @@ STATICCHECK_VERSION     := 0.8.2
 STATICCHECK             := honnef.co/go/tools/cmd/staticcheck@v$(STATICCHECK_VERSION)
 TOOLS                   := $(CURDIR)/.tools
 
-.PHONY: all build host packs run test test-go chromium bench proto fmt vet lint clean
+.PHONY: all build host packs run test test-go test-slow test-slow-go chromium bench proto fmt vet lint clean
 
 all: build
 
@@ -56,6 +56,14 @@ test-go: chromium
 	@for d in $(MODULES); do \
 		(cd $$d && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...) || exit 1; \
 	done
+
+## test-slow: the repeated-kill suites (SIGKILL and SIGTERM at random moments
+## of an install), on SQLite and PostgreSQL; .ci/run runs it after make test
+test-slow:
+	bash scripts/with-postgres.sh $(MAKE) --no-print-directory test-slow-go
+
+test-slow-go:
+	PACKHOST_KILL_TESTS=1 $(GO) test -count=1 -timeout 30m -run '^TestRandom' ./host/install
 
 # chromium: Debian's chromium for the e2e module's browser tests, installed
 # when missing.
