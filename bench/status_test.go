@@ -50,8 +50,11 @@ func statusSystem(b *testing.B, n int) string {
 }
 
 // BenchmarkStatus times `host status` with 1, 10 and 20 installed packs
-// (start every pack, Describe, CheckSchema on an upgraded database) against
-// its floor: exec'ing as many hello-world Go binaries in parallel.
+// against its floor, exec'ing as many hello-world Go binaries in parallel:
+// cold (no host serves: status starts every pack, Describe, CheckSchema on
+// an upgraded database), first with no verified-binary cache and then with
+// the one a host run left, and against a serving host (status asks it;
+// its running packs check their schemas afresh).
 func BenchmarkStatus(b *testing.B) {
 	host := packtest.Host(b)
 	hello := packtest.Build(b, "testdata/bench/hello", nil)
@@ -72,6 +75,25 @@ func BenchmarkStatus(b *testing.B) {
 			if err != nil || !containsExit(out, report.ExitOK) {
 				b.Fatalf("host status: %v\n%s", err, out)
 			}
+			for b.Loop() {
+				status(b)
+			}
+		})
+		h := packtest.StartHost(b, "--root", root)
+		b.Run(fmt.Sprintf("packs=%02d/host_status_serving", n), func(b *testing.B) {
+			cmd := exec.Command(host, "status", "--json", "--root", root)
+			out, err := cmd.Output()
+			if err != nil || !containsExit(out, report.ExitOK) {
+				b.Fatalf("host status: %v\n%s", err, out)
+			}
+			for b.Loop() {
+				status(b)
+			}
+		})
+		if code := h.Stop(b); code != 0 {
+			b.Fatalf("host run exited %d:\n%s", code, h.Log())
+		}
+		b.Run(fmt.Sprintf("packs=%02d/host_status_cached", n), func(b *testing.B) {
 			for b.Loop() {
 				status(b)
 			}
