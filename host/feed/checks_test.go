@@ -3,6 +3,7 @@ package feed
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -243,8 +244,16 @@ func TestAFeedStateThatCannotBeWrittenIsReportedAndLeftAsItWas(t *testing.T) {
 		t.Fatal(err)
 	}
 	statePath := filepath.Join(root, DataDir, StateFile)
-	before, err := os.ReadFile(statePath)
-	if err != nil {
+	// The state of another feed besides makes the state file larger than
+	// the fetch lock's small holder file.
+	var st map[string]map[string]any
+	b, err := os.ReadFile(statePath)
+	if err != nil || json.Unmarshal(b, &st) != nil {
+		t.Fatalf("feed state %s: %v", b, err)
+	}
+	st["feeds"]["https://mirror.example/"+strings.Repeat("x", 600)+"/feed.json"] = map[string]any{"sequence": 1, "sha256": strings.Repeat("0", 64)}
+	before, _ := json.MarshalIndent(st, "", "  ")
+	if err := os.WriteFile(statePath, before, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p.publish(11, future(), p.entry("notes", "1.2.0", z))
@@ -256,7 +265,7 @@ func TestAFeedStateThatCannotBeWrittenIsReportedAndLeftAsItWas(t *testing.T) {
 		t.Fatal(err)
 	}
 	small := lim
-	small.Cur = 16
+	small.Cur = 512
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &small); err != nil {
 		t.Fatal(err)
 	}
@@ -271,8 +280,8 @@ func TestAFeedStateThatCannotBeWrittenIsReportedAndLeftAsItWas(t *testing.T) {
 	if !bytes.Equal(before, after) {
 		t.Fatalf("feed state %s -> %s", before, after)
 	}
-	if entries, _ := os.ReadDir(filepath.Dir(statePath)); len(entries) != 1 {
-		t.Fatalf("%s holds %v, want only %s", DataDir, entries, StateFile)
+	if entries, _ := os.ReadDir(filepath.Dir(statePath)); len(entries) != 2 || entries[0].Name() != StateFile || entries[1].Name() != "locks" {
+		t.Fatalf("%s holds %v, want only %s (and the system's locks)", DataDir, entries, StateFile)
 	}
 	if names := pendingFiles(t, root); len(names) != 0 {
 		t.Fatalf("Updates_Pending holds %v", names)

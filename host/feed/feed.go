@@ -170,6 +170,23 @@ type Config struct {
 	// Download makes the periodic check also download what it finds;
 	// otherwise the admin page shows it and offers to.
 	Download bool `json:"download,omitempty"`
+	// MaxExpiry is how far ahead a feed's expiry may be (DefaultMaxExpiry
+	// when empty): a feed valid for longer could be frozen and replayed
+	// for that long unnoticed.
+	MaxExpiry Duration `json:"max_expiry,omitempty"`
+}
+
+// DefaultMaxExpiry is the horizon of a feed's expiry: 31 days.
+const DefaultMaxExpiry = 31 * 24 * time.Hour
+
+// StaleAfter is how old the last successful verification of a feed may
+// be before reports warn: three check intervals, or three days when the
+// serving host does not check the feed itself.
+func (c Config) StaleAfter() time.Duration {
+	if c.CheckInterval > 0 {
+		return 3 * time.Duration(c.CheckInterval)
+	}
+	return 72 * time.Hour
 }
 
 // Duration is a time.Duration written as "6h" in JSON.

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
@@ -62,7 +63,28 @@ type Fetcher struct {
 	// LockWait bounds the wait for it (locks.DefaultWait when 0).
 	Command  string
 	LockWait time.Duration
+	// IdleTimeout ends a read that receives nothing for that long
+	// (DefaultIdleTimeout); MinRate ends one that receives less than that
+	// many bytes a second on average after RateGrace (DefaultMinRate,
+	// DefaultRateGrace). A stalled or trickling server cannot hold a fetch.
+	IdleTimeout time.Duration
+	MinRate     int64
+	RateGrace   time.Duration
+	// MaxExpiry refuses a feed whose expiry is further ahead
+	// (DefaultMaxExpiry when 0).
+	MaxExpiry time.Duration
 }
+
+// Defaults of a Fetcher's read guards.
+const (
+	DefaultIdleTimeout = 30 * time.Second
+	DefaultMinRate     = 1024
+	DefaultRateGrace   = 15 * time.Second
+)
+
+// ErrStalled is wrapped by the error of a read that the server stalled
+// or trickled past the guards.
+var ErrStalled = errors.New("the server stalled")
 
 // lock takes the system's fetch lock: fetches run beside a serving host,
 // never beside a command that changes the system or another fetch (which
@@ -140,6 +162,82 @@ func (f *Fetcher) defaults() {
 	if f.Now == nil {
 		f.Now = time.Now
 	}
+	if f.IdleTimeout <= 0 {
+		f.IdleTimeout = DefaultIdleTimeout
+	}
+	if f.MinRate <= 0 {
+		f.MinRate = DefaultMinRate
+	}
+	if f.RateGrace <= 0 {
+		f.RateGrace = DefaultRateGrace
+	}
+	if f.MaxExpiry <= 0 {
+		f.MaxExpiry = DefaultMaxExpiry
+	}
+}
+
+// guarded is a response body read under the fetcher's guards: it ends
+// (with ErrStalled) when nothing arrives for IdleTimeout, or when less
+// than MinRate bytes a second arrived on average once RateGrace has
+// passed.
+type guarded struct {
+	r      io.Reader
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex
+	n      int64
+	last   time.Time
+	stop   chan struct{}
+}
+
+// guard wraps resp's body; the request must have been made with ctx from
+// f.guardedContext, whose cancel is given.
+func (f *Fetcher) guard(body io.Reader, cancel context.CancelCauseFunc) *guarded {
+	g := &guarded{r: body, cancel: cancel, last: time.Now(), stop: make(chan struct{})}
+	start := g.last
+	go func() {
+		t := time.NewTicker(min(time.Second, f.IdleTimeout/4+time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-g.stop:
+				return
+			case now := <-t.C:
+				g.mu.Lock()
+				idle, n := now.Sub(g.last), g.n
+				g.mu.Unlock()
+				switch {
+				case idle >= f.IdleTimeout:
+					g.cancel(fmt.Errorf("%w: nothing arrived for %s", ErrStalled, idle.Round(time.Second)))
+					return
+				case now.Sub(start) >= f.RateGrace && float64(n)/now.Sub(start).Seconds() < float64(f.MinRate):
+					g.cancel(fmt.Errorf("%w: %d bytes in %s, less than %d bytes a second", ErrStalled, n, now.Sub(start).Round(time.Second), f.MinRate))
+					return
+				}
+			}
+		}
+	}()
+	return g
+}
+
+func (g *guarded) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	if n > 0 {
+		g.mu.Lock()
+		g.n += int64(n)
+		g.last = time.Now()
+		g.mu.Unlock()
+	}
+	return n, err
+}
+
+func (g *guarded) close() { close(g.stop) }
+
+// stalled returns the guard's cause when ctx was cancelled by it.
+func stalled(ctx context.Context) error {
+	if cause := context.Cause(ctx); errors.Is(cause, ErrStalled) {
+		return cause
+	}
+	return nil
 }
 
 // Check reads and verifies the feed and says, for each entry, whether it
@@ -195,6 +293,9 @@ func (f *Fetcher) check(ctx context.Context) (*Result, error) {
 	if now := f.Now(); !now.Before(doc.Expires) {
 		return nil, fmt.Errorf("feed %s: %w at %s (it is now %s): the publisher has not refreshed it, or an old copy is being served; nothing was downloaded",
 			f.URL, ErrExpired, doc.Expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	} else if doc.Expires.After(now.Add(f.MaxExpiry)) {
+		return nil, fmt.Errorf("feed %s: %w: it expires %s, further ahead than the %s this host accepts (feed.max_expiry in %s): a feed valid that long could be frozen and replayed unnoticed; ask the publisher to shorten it; nothing was downloaded",
+			f.URL, ErrInvalidFeed, doc.Expires.UTC().Format(time.RFC3339), f.MaxExpiry, HostConfigFile)
 	}
 	if err := f.recordSequence(doc.Sequence, data, signer); err != nil {
 		return nil, err
@@ -353,6 +454,9 @@ type seen struct {
 	SeenAt   time.Time `json:"seen_at"`
 	// URL is where the feed was read; set for entries keyed by a key.
 	URL string `json:"url,omitempty"`
+	// VerifiedAt is the last time a feed read from URL checked out
+	// (signature, expiry, sequence).
+	VerifiedAt time.Time `json:"verified_at,omitzero"`
 }
 
 // recordSequence refuses a feed older than the last one seen under the
@@ -396,8 +500,9 @@ func (f *Fetcher) recordSequence(seq int64, data []byte, signer *trust.Key) erro
 		return fmt.Errorf("feed %s: %w: sequence %d was seen before with other content%s; the publisher must raise the sequence with every change",
 			f.URL, ErrReplayed, seq, where)
 	case ok && seq == last.Sequence:
-		return nil
+		rec = last
 	}
+	rec.URL, rec.VerifiedAt = f.URL, f.Now().UTC()
 	st.Feeds[key] = rec
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
@@ -427,6 +532,27 @@ func (f *Fetcher) recordSequence(seq int64, data []byte, signer *trust.Key) erro
 		return fmt.Errorf("write feed state: %w", err)
 	}
 	return nil
+}
+
+// LastVerified says when the feed at url last checked out on this system
+// (read from the feed state, changing nothing), and false when it never
+// did.
+func LastVerified(root, url string) (time.Time, bool) {
+	b, err := os.ReadFile(filepath.Join(root, DataDir, StateFile))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var st state
+	if json.Unmarshal(b, &st) != nil {
+		return time.Time{}, false
+	}
+	var last time.Time
+	for _, s := range st.Feeds {
+		if s.URL == url && s.VerifiedAt.After(last) {
+			last = s.VerifiedAt
+		}
+	}
+	return last, !last.IsZero()
 }
 
 // errNotFound is a 404, which is not retried.
@@ -494,17 +620,27 @@ func (f *Fetcher) request(ctx context.Context, u string) (*http.Response, error)
 	}
 }
 
-// get reads a small document with retries.
+// get reads a small document with retries, under the read guards.
 func (f *Fetcher) get(ctx context.Context, u string, limit int64, what string) ([]byte, error) {
 	var data []byte
 	err := f.retry(ctx, what, func() error {
-		resp, err := f.request(ctx, u)
+		rctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		resp, err := f.request(rctx, u)
 		if err != nil {
+			if s := stalled(rctx); s != nil {
+				return retryable{s}
+			}
 			return err
 		}
 		defer resp.Body.Close()
-		data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		g := f.guard(resp.Body, cancel)
+		defer g.close()
+		data, err = io.ReadAll(io.LimitReader(g, limit+1))
 		if err != nil {
+			if s := stalled(rctx); s != nil {
+				err = s
+			}
 			return retryable{fmt.Errorf("read %s: %w", what, err)}
 		}
 		if int64(len(data)) > limit {
@@ -523,11 +659,18 @@ func (f *Fetcher) download(ctx context.Context, e Entry) error {
 	dir := filepath.Join(f.Root, PendingDir)
 	dest := filepath.Join(dir, e.FileName())
 	err := f.retry(ctx, e.FileName(), func() error {
-		resp, err := f.request(ctx, e.URL)
+		rctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		resp, err := f.request(rctx, e.URL)
 		if err != nil {
+			if s := stalled(rctx); s != nil {
+				return retryable{fmt.Errorf("%s: %w", e.FileName(), s)}
+			}
 			return fmt.Errorf("%s: %w", e.FileName(), err)
 		}
 		defer resp.Body.Close()
+		g := f.guard(resp.Body, cancel)
+		defer g.close()
 		if resp.ContentLength >= 0 && resp.ContentLength != e.Size {
 			return fmt.Errorf("%s: %w: the server sends %d bytes, the feed says %d; nothing was kept", e.FileName(), ErrSize, resp.ContentLength, e.Size)
 		}
@@ -549,7 +692,10 @@ func (f *Fetcher) download(ctx context.Context, e Entry) error {
 		} else {
 			f.Log.Info("downloading", "zip", e.FileName(), "bytes", e.Size, "from", e.URL)
 		}
-		n, err := io.Copy(w, io.LimitReader(resp.Body, e.Size+1))
+		n, err := io.Copy(w, io.LimitReader(g, e.Size+1))
+		if s := stalled(rctx); err != nil && s != nil {
+			return retryable{fmt.Errorf("%s: %w, after %d of %d bytes; nothing was kept", e.FileName(), s, n, e.Size)}
+		}
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return fmt.Errorf("%s: %w", e.FileName(), ctx.Err())
