@@ -58,7 +58,7 @@ func (c *common) logger(e env) hclog.Logger {
 
 func (c *common) options(e env, readOnly bool) system.Options {
 	return system.Options{Root: c.root, DBFlag: c.db, ReadOnly: readOnly, StartTimeout: c.startTimeout, RPCTimeout: c.rpcTimeout,
-		Logger: c.logger(e), Pending: inspectPending, Checks: journalProblems}
+		Logger: c.logger(e), Pending: inspectPending, Checks: journalProblems, Warnings: feedWarnings}
 }
 
 // errUsage marks errors that are the caller's words being off (exit 2).

@@ -496,3 +496,34 @@ func TestSIGKILLOfTheHostLeavesNoPack(t *testing.T) {
 		}
 	})
 }
+
+// TestStatusWarnsOfAFeedThatHasNotVerifiedForLong configures a feed that
+// last verified four days ago and one that never did: status warns of
+// each, without changing its exit code, and changes nothing.
+func TestStatusWarnsOfAFeedThatHasNotVerifiedForLong(t *testing.T) {
+	root := system(t, "plugins/core")
+	if r := host(t, "db", "upgrade", "--root", root); r.code != 0 {
+		t.Fatalf("db upgrade: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	url := "https://updates.example/feed.json"
+	if err := os.WriteFile(filepath.Join(root, "host.json"), []byte(`{"feed": {"url": "`+url+`", "check_interval": "6h"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := host(t, "status", "--root", root)
+	if r.code != 0 || !strings.Contains(r.stdout, "Warning: the update feed "+url+" has never verified on this system") {
+		t.Fatalf("status exited %d:\n%s", r.code, r.stdout)
+	}
+	old := time.Now().Add(-96 * time.Hour).UTC().Format(time.RFC3339)
+	state := `{"feeds": {"ed25519:x": {"sequence": 3, "sha256": "00", "seen_at": "` + old + `", "url": "` + url + `", "verified_at": "` + old + `"}}}`
+	if err := os.WriteFile(filepath.Join(root, "data", "feed_state.json"), []byte(state), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, root)
+	r = host(t, "status", "--root", root)
+	if r.code != 0 || !strings.Contains(r.stdout, "Warning: the update feed "+url+" last verified") || !strings.Contains(r.stdout, "longer than 18h0m0s") {
+		t.Fatalf("status exited %d:\n%s", r.code, r.stdout)
+	}
+	if after := tree(t, root); after != before {
+		t.Errorf("status changed the system directory:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}

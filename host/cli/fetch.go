@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/packhost/packhost/host/feed"
 	"github.com/packhost/packhost/host/progress"
@@ -77,4 +78,23 @@ func writeFeedResult(w io.Writer, res *feed.Result) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", u.PackID, u.Version, report.Dash(u.Installed), u.Size, u.State, report.Dash(u.Detail))
 	}
 	_ = tw.Flush()
+}
+
+// feedWarnings says, reading only, when the configured update feed has
+// not verified on this system for longer than it should have: a stalled
+// or frozen feed is seen whatever stalls or freezes it.
+func feedWarnings(root string) []string {
+	hc, err := feed.LoadHostConfig(root)
+	if err != nil || hc.Feed.URL == "" {
+		return nil
+	}
+	last, ok := feed.LastVerified(root, hc.Feed.URL)
+	if !ok {
+		return []string{fmt.Sprintf("the update feed %s has never verified on this system: run `host updates fetch --check` to see why", hc.Feed.URL)}
+	}
+	if age := time.Since(last); age > hc.Feed.StaleAfter() {
+		return []string{fmt.Sprintf("the update feed %s last verified %s (%s ago, longer than %s): a stalled or frozen feed hides updates; run `host updates fetch --check` to see why",
+			hc.Feed.URL, last.UTC().Format("2006-01-02 15:04 UTC"), age.Round(time.Minute), hc.Feed.StaleAfter())}
+	}
+	return nil
 }

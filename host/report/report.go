@@ -38,6 +38,9 @@ type Report struct {
 	// table): `host run` serves without a pack that did not start, but
 	// not past these.
 	Standing []string `json:"-"`
+	// Warnings are things the operator should look at that do not stop
+	// the host (an update feed that has not verified for long).
+	Warnings []string `json:"warnings,omitempty"`
 	// Hints say what to do next.
 	Hints    []string `json:"hints"`
 	ExitCode int      `json:"exit_code"`
@@ -213,6 +216,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "\nProblem: %s\n", p)
+	}
+	for _, p := range r.Warnings {
+		fmt.Fprintf(w, "\nWarning: %s\n", p)
 	}
 	for _, h := range r.Hints {
 		fmt.Fprintf(w, "\nNext: %s\n", h)

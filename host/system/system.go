@@ -64,6 +64,9 @@ type Options struct {
 	// Checks adds problems found outside the packs (an interrupted
 	// install) to the report.
 	Checks func(root string) []string
+	// Warnings adds warnings (an update feed that has not verified for
+	// long) to the report.
+	Warnings func(root string) []string
 }
 
 // System is an open installation. Close stops its packs and its database.
@@ -82,9 +85,10 @@ type System struct {
 	// Installed lists every installed pack, started or not.
 	Installed []packs.Installed
 
-	pending func(root string) ([]report.PendingUpdate, error)
-	checks  func(root string) []string
-	cleanup []func()
+	pending  func(root string) ([]report.PendingUpdate, error)
+	checks   func(root string) []string
+	warnings func(root string) []string
+	cleanup  []func()
 	// database names the database for reports (a copy read by status
 	// is named as the original).
 	database string
@@ -109,7 +113,7 @@ func Open(ctx context.Context, opts Options) (*System, error) {
 	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("system directory %s does not exist or is not a directory; create it or pass --root", root)
 	}
-	s := &System{Root: root, Log: opts.Logger, pending: opts.Pending, checks: opts.Checks}
+	s := &System{Root: root, Log: opts.Logger, pending: opts.Pending, checks: opts.Checks, warnings: opts.Warnings}
 	s.Target, err = dbconn.ParseFlag(opts.DBFlag, s.Path(DataDir, SQLiteFile))
 	if err != nil {
 		return nil, err
@@ -360,6 +364,9 @@ func (s *System) Report(ctx context.Context) (*report.Report, error) {
 		for _, p := range s.checks(s.Root) {
 			standing(p)
 		}
+	}
+	if s.warnings != nil {
+		r.Warnings = s.warnings(s.Root)
 	}
 	decide.Annotate(r)
 	return r, nil
