@@ -43,7 +43,7 @@ func statusSystem(b *testing.B, n int) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := upgrade.Packs(ctx, sys.Packs, upgrade.Needed(r), nil); err != nil {
+	if err := upgrade.Packs(ctx, sys.Packs, upgrade.Needed(r), nil, nil); err != nil {
 		b.Fatal(err)
 	}
 	return root

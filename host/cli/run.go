@@ -14,6 +14,7 @@ import (
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/upgrade"
 	"github.com/packhost/packhost/host/web"
+	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/packpb"
 )
 
@@ -119,6 +120,13 @@ func lastDecision(p decide.Plan) decide.Decision {
 // lock shared, the system lock a serving one that names the control
 // socket) and serves until ctx ends.
 func serve(e env, s *session, f runFlags, plan decide.Plan, record []decide.Decision) (int, error) {
+	if s.Target.Driver == dbconn.Postgres {
+		// Every start of a serving host gives the packs' database roles
+		// new passwords: the packs start again with theirs.
+		if err := s.reopenWith(true); err != nil {
+			return 1, err
+		}
+	}
 	ctl, err := control.Listen(func(ctx context.Context) (*report.Report, error) { return s.Report(ctx) }, s.log.Named("control"))
 	if err != nil {
 		return 1, err

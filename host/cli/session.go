@@ -121,10 +121,16 @@ func (s *session) options(readOnly bool) system.Options {
 
 // reopen stops the system's packs and opens it again: after an install,
 // the new versions run.
-func (s *session) reopen() error {
+func (s *session) reopen() error { return s.reopenWith(false) }
+
+// reopenWith is reopen; renewRoles gives the packs' database roles new
+// passwords first (a serving host's start, on PostgreSQL).
+func (s *session) reopenWith(renewRoles bool) error {
 	s.System.Close()
 	s.System = nil
-	sys, err := system.Open(s.e.ctx, s.options(false))
+	opts := s.options(false)
+	opts.RenewRoles = renewRoles
+	sys, err := system.Open(s.e.ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -217,5 +223,5 @@ func (s *session) recover() error {
 
 // packDB is the install's database steps on sys.
 func (s *session) packDB(sys *system.System) install.PackDB {
-	return install.PackDB{Root: sys.Root, Log: s.log, Target: sys.Target, DB: sys.DB}
+	return install.PackDB{Root: sys.Root, Log: s.log, Target: sys.Target, DB: sys.DB, Roles: sys.SetupRoles}
 }

@@ -410,6 +410,11 @@ func (x *install) relaunch(ctx context.Context) error {
 			return fmt.Errorf("pack %s did not start", e.ID)
 		}
 	}
+	if d, ok := x.in.DB.(PackDB); ok && d.Roles != nil {
+		if err := d.Roles(ctx, x.newPacks); err != nil {
+			return err
+		}
+	}
 	crashpoint.At("after-relaunch")
 	return nil
 }
@@ -647,5 +652,12 @@ func (in *Installer) restoreDB(ctx context.Context, j *recovery.Journal) error {
 			return fmt.Errorf("start the old versions to restore the database: %w", err)
 		}
 	}
-	return recovery.UndoDB(ctx, in.DB, old, j, in.log())
+	if err := recovery.UndoDB(ctx, in.DB, old, j, in.log()); err != nil {
+		return err
+	}
+	// The old versions' roles declare what they did before the install.
+	if d, ok := in.DB.(PackDB); ok && d.Roles != nil && len(old) > 0 {
+		return d.Roles(ctx, old)
+	}
+	return nil
 }

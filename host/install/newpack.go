@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/packhost/packhost/host/packroles"
 	"github.com/packhost/packhost/host/recovery"
 	"github.com/packhost/packhost/internal/meta"
 	"github.com/packhost/packhost/internal/schema"
@@ -33,7 +34,7 @@ func (d PackDB) DropNew(ctx context.Context, id string, rec *recovery.NewPackDB)
 	if d.DB == nil {
 		return errors.New("remove the tables of " + id + ": no database connection")
 	}
-	if err := dropNewPack(ctx, d.DB, id, rec); err != nil {
+	if err := dropNewPack(ctx, d.DB, id, rec, packroles.DatabaseName(d.Target), d.Root); err != nil {
 		return fmt.Errorf("remove the tables of %s (%s) that the failed install created: %w", id, strings.Join(rec.Created, ", "), err)
 	}
 	if len(rec.Kept) > 0 && !rec.Replaced {
@@ -101,7 +102,7 @@ func ownsKey(rec *recovery.NewPackDB, key string) bool {
 // pack_settings rows that rec owns (see ownsKey) and the schema_registry
 // rows of the Created tables with the recorded ones. Run again, it does
 // nothing more.
-func dropNewPack(ctx context.Context, db *gorm.DB, id string, rec *recovery.NewPackDB) error {
+func dropNewPack(ctx context.Context, db *gorm.DB, id string, rec *recovery.NewPackDB, database, system string) error {
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		for _, t := range rec.Created {
 			_, exists, err := schema.Describe(ctx, tx, t)
@@ -127,6 +128,14 @@ func dropNewPack(ctx context.Context, db *gorm.DB, id string, rec *recovery.NewP
 		if err := meta.ReplaceSettings(ctx, tx, id, keys, rec.Settings); err != nil {
 			return err
 		}
-		return meta.ReplaceRegistrations(ctx, tx, id, rec.Created, rec.Registry)
+		if err := meta.ReplaceRegistrations(ctx, tx, id, rec.Created, rec.Registry); err != nil {
+			return err
+		}
+		if rec.Replaced {
+			return nil
+		}
+		// A pack the install added to this system: its login role here
+		// goes with it (and its owner role, when no other system uses it).
+		return packroles.Forget(ctx, tx, database, id, system)
 	})
 }

@@ -32,6 +32,10 @@ type PackDB struct {
 	// Target and DB reach the database for the upgrade lock.
 	Target dbconn.Target
 	DB     *gorm.DB
+	// Roles, when set, fits the packs' database roles to what the running
+	// packs declare (host/packroles): after their start and after each
+	// pack's upgrade.
+	Roles func(ctx context.Context, running []*packs.Pack) error
 }
 
 func (d PackDB) log() hclog.Logger {
@@ -105,13 +109,17 @@ func (d PackDB) Upgrade(ctx context.Context, running []*packs.Pack, ids []string
 			crashpoint.At(CrashBetweenPackUpgrades)
 		}
 		n++
+		var after func(context.Context) error
+		if d.Roles != nil {
+			after = func(ctx context.Context) error { return d.Roles(ctx, running) }
+		}
 		err := upgrade.Packs(ctx, running, map[string]bool{p.ID: true}, func(id string, ev *packpb.Progress) {
 			if ev.Done {
 				d.log().Info("upgrade done", "pack", id, "message", ev.Message)
 				return
 			}
 			d.log().Info("upgrading", "pack", id, "table", ev.Table, "from", ev.From, "to", ev.To, "step", ev.Message)
-		})
+		}, after)
 		if err != nil {
 			return err
 		}

@@ -24,16 +24,19 @@ const FileName = "pack.json"
 
 // Manifest is pack.json.
 type Manifest struct {
-	ID             string            `json:"id"`
-	Version        string            `json:"version"`
-	MinHostVersion string            `json:"min_host_version,omitempty"`
-	Released       string            `json:"released,omitempty"`
-	Description    string            `json:"description,omitempty"`
-	WhatsNew       string            `json:"whats_new,omitempty"`
-	DependsOn      []string          `json:"depends_on,omitempty"`
-	DBChanges      []DBChange        `json:"db_changes,omitempty"`
-	Binaries       map[string]Binary `json:"binaries"`
-	Files          map[string]string `json:"files,omitempty"`
+	ID             string   `json:"id"`
+	Version        string   `json:"version"`
+	MinHostVersion string   `json:"min_host_version,omitempty"`
+	Released       string   `json:"released,omitempty"`
+	Description    string   `json:"description,omitempty"`
+	WhatsNew       string   `json:"whats_new,omitempty"`
+	DependsOn      []string `json:"depends_on,omitempty"`
+	// Reads are the tables of other packs the pack reads ("pack.table"),
+	// which it is granted on PostgreSQL.
+	Reads     []string          `json:"reads,omitempty"`
+	DBChanges []DBChange        `json:"db_changes,omitempty"`
+	Binaries  map[string]Binary `json:"binaries"`
+	Files     map[string]string `json:"files,omitempty"`
 }
 
 // DBChange is one table change a release brings.

@@ -41,6 +41,10 @@ type Config struct {
 	// DB is handed to every pack in its environment; HasDB false hands none.
 	DB    dbconn.Target
 	HasDB bool
+	// DBFor, when set, gives each pack its own target instead (its own
+	// database role on PostgreSQL, see host/packroles); ok false hands
+	// none.
+	DBFor func(packID string) (t dbconn.Target, ok bool)
 	// StartTimeout bounds handshake plus Describe; DefaultStartTimeout if 0.
 	StartTimeout time.Duration
 	// RPCTimeout bounds each CheckSchema and Repair; DefaultRPCTimeout if 0.
@@ -274,7 +278,12 @@ func (l *Launcher) env(id string) []string {
 			env = append(env, k+"="+v)
 		}
 	}
-	if l.cfg.HasDB {
+	switch {
+	case l.cfg.DBFor != nil && id != "":
+		if t, ok := l.cfg.DBFor(id); ok {
+			env = append(env, t.Env()...)
+		}
+	case l.cfg.HasDB && l.cfg.DBFor == nil:
 		env = append(env, l.cfg.DB.Env()...)
 	}
 	env = append(env,

@@ -20,12 +20,14 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/packhost/packhost/host/decide"
+	"github.com/packhost/packhost/host/packroles"
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/trust"
 	"github.com/packhost/packhost/internal/dbconn"
 	"github.com/packhost/packhost/internal/meta"
 	"github.com/packhost/packhost/internal/packpb"
+	"github.com/packhost/packhost/internal/schema"
 	"github.com/packhost/packhost/internal/tablestate"
 )
 
@@ -51,6 +53,9 @@ type Options struct {
 	// ReadOnly opens the database read-only, creates nothing and writes
 	// nothing (host status).
 	ReadOnly bool
+	// RenewRoles gives the packs' database roles new passwords (a serving
+	// host's start).
+	RenewRoles bool
 	// NoPacks skips starting the packs.
 	NoPacks      bool
 	StartTimeout time.Duration
@@ -92,6 +97,11 @@ type System struct {
 	// database names the database for reports (a copy read by status
 	// is named as the original).
 	database string
+	// key is the secret of the packs' database roles (PostgreSQL).
+	key []byte
+	// rolesMissing: status found no roles to start the packs with;
+	// rolesMissingData: and the database holds tables already.
+	rolesMissing, rolesMissingData bool
 }
 
 // Path joins elements under the system directory.
@@ -157,6 +167,12 @@ func Open(ctx context.Context, opts Options) (*System, error) {
 			}
 		}
 	}
+	if s.Target.Driver == dbconn.Postgres {
+		if err := s.roleKey(ctx, opts); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	if s.Installed, err = packs.Discover(root); err != nil {
 		s.Close()
 		return nil, err
@@ -171,13 +187,76 @@ func Open(ctx context.Context, opts Options) (*System, error) {
 	}
 	s.Packs, s.Failed = s.Launcher.StartAll(ctx, s.Installed)
 	s.dropTableClashes()
+	if !opts.ReadOnly && s.DB != nil {
+		if err := s.SetupRoles(ctx, s.Packs); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
-// PackConfig is how the system starts its packs (also for an install).
+const errRolesMissing = "their database roles are not set up yet (a host of an earlier version made this database): `host run` or `host db upgrade` sets them up"
+
+// roleKey reads (status) or makes (every other command) the secret the
+// packs' database passwords derive from; RenewRoles makes a new one.
+func (s *System) roleKey(ctx context.Context, opts Options) error {
+	key, err := packroles.LoadKey(s.Root)
+	switch {
+	case opts.ReadOnly && errors.Is(err, packroles.ErrNoKey):
+		// No host made the roles yet: status reads nothing through the
+		// packs (see Report).
+		s.rolesMissing = true
+		if s.DB != nil && meta.Present(ctx, s.DB) {
+			s.rolesMissingData = true
+		}
+		return nil
+	case opts.ReadOnly && err != nil:
+		return err
+	case !opts.ReadOnly && (opts.RenewRoles || errors.Is(err, packroles.ErrNoKey)):
+		key, err = packroles.NewKey(s.Root)
+	}
+	if err != nil {
+		return err
+	}
+	s.key = key
+	return nil
+}
+
+// PackConfig is how the system starts its packs (also for an install):
+// on PostgreSQL each pack connects as its own role (host/packroles).
 func (s *System) PackConfig(opts Options, hasDB bool) packs.Config {
-	return packs.Config{DB: s.Target, HasDB: hasDB, StartTimeout: opts.StartTimeout, RPCTimeout: opts.RPCTimeout,
+	c := packs.Config{DB: s.Target, HasDB: hasDB, StartTimeout: opts.StartTimeout, RPCTimeout: opts.RPCTimeout,
 		Hashes: opts.Hashes, Logger: opts.Logger}
+	if s.Target.Driver == dbconn.Postgres {
+		db := packroles.DatabaseName(s.Target)
+		c.DBFor = func(id string) (dbconn.Target, bool) {
+			if s.key == nil {
+				return dbconn.Target{}, false
+			}
+			r := packroles.For(db, id, s.Root)
+			t, err := packroles.Target(s.Target, r, packroles.Password(s.key, r.Login))
+			return t, err == nil
+		}
+	}
+	return c
+}
+
+// SetupRoles fits the packs' database roles to what the running packs
+// declare (PostgreSQL; nothing on SQLite or for a read-only system).
+func (s *System) SetupRoles(ctx context.Context, running []*packs.Pack) error {
+	if s.Target.Driver != dbconn.Postgres || s.Target.ReadOnly || s.DB == nil || s.key == nil {
+		return nil
+	}
+	var list []packroles.Pack
+	for _, p := range running {
+		rp := packroles.Pack{ID: p.ID, Reads: p.Info.GetReads()}
+		for _, t := range p.Info.GetTables() {
+			rp.Tables = append(rp.Tables, t.GetName())
+		}
+		list = append(list, rp)
+	}
+	return packroles.Setup(ctx, s.DB, packroles.DatabaseName(s.Target), s.Root, s.key, list)
 }
 
 // dropTableClashes stops the packs that declare a table another pack also
@@ -339,10 +418,30 @@ func (s *System) Report(ctx context.Context) (*report.Report, error) {
 			}
 			continue
 		}
+		if s.rolesMissingData {
+			pr.Running, pr.CheckFailed = false, true
+			pr.Error = "not checked: " + errRolesMissing
+			r.Packs = append(r.Packs, pr)
+			continue
+		}
 		for _, t := range states {
-			pr.Tables = append(pr.Tables, TableReport(t))
+			tr := TableReport(t)
+			if s.rolesMissing {
+				// A database no host has set up: nothing of any pack is
+				// recorded. The host looks for the tables itself.
+				tr.Detail = ""
+				if _, exists, err := schema.Describe(ctx, s.DB, t.Name); err == nil && exists {
+					tr.State = tablestate.Drift
+					tr.Detail = fmt.Sprintf("a table named %s exists but no version is recorded for it: it was not made by this system; restore the backup it came from, or rename it", t.Name)
+				}
+			}
+			pr.Tables = append(pr.Tables, tr)
 		}
 		r.Packs = append(r.Packs, pr)
+	}
+	if s.rolesMissingData {
+		r.Problems = append(r.Problems, "the packs were not checked: "+errRolesMissing)
+		r.Standing = append(r.Standing, "the packs were not checked: "+errRolesMissing)
 	}
 	for _, err := range s.Failed {
 		r.Problems = append(r.Problems, err.Error())

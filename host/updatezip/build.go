@@ -56,6 +56,7 @@ func Build(ctx context.Context, l *packs.Launcher, o BuildOptions) (string, *man
 		Description:    info.Description,
 		WhatsNew:       o.WhatsNew,
 		DependsOn:      info.DependsOn,
+		Reads:          info.Reads,
 		Binaries:       map[string]manifest.Binary{},
 	}
 	if m.Released == "" {

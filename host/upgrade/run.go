@@ -78,7 +78,7 @@ func Run(ctx context.Context, sys *system.System, opts RunOptions) (*report.Repo
 			return r, fmt.Errorf("backup before upgrade failed, nothing was upgraded: %w", err)
 		}
 	}
-	if err := Packs(ctx, sys.Packs, which, opts.Progress); err != nil {
+	if err := Packs(ctx, sys.Packs, which, opts.Progress, func(ctx context.Context) error { return sys.SetupRoles(ctx, sys.Packs) }); err != nil {
 		return r, err
 	}
 	after, err := sys.Report(ctx)

@@ -109,7 +109,11 @@ type Progress func(packID string, ev *packpb.Progress)
 // Packs upgrades the given packs in dependency order and stops at the
 // first failure; the failed step was rolled back by the pack, and the
 // packs before it stay upgraded.
-func Packs(ctx context.Context, list []*packs.Pack, which map[string]bool, progress Progress) error {
+//
+// after, when set, runs after each pack's upgrade (the host fits the
+// packs' database roles to the tables that now exist, so that the next
+// pack may reference them).
+func Packs(ctx context.Context, list []*packs.Pack, which map[string]bool, progress Progress, after func(context.Context) error) error {
 	ordered, err := Order(list)
 	if err != nil {
 		return err
@@ -125,6 +129,11 @@ func Packs(ctx context.Context, list []*packs.Pack, which map[string]bool, progr
 		})
 		if err != nil {
 			return fmt.Errorf("upgrade pack %s: %w", p.ID, err)
+		}
+		if after != nil {
+			if err := after(ctx); err != nil {
+				return fmt.Errorf("after the upgrade of pack %s: %w", p.ID, err)
+			}
 		}
 	}
 	return nil

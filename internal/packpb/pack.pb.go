@@ -287,8 +287,12 @@ type DescribeResponse struct {
 	// Optional capabilities the pack implements, such as "http".
 	Capabilities []string `protobuf:"bytes,6,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	// Path prefix the pack serves pages under, when it has the "http" capability.
-	HttpPrefix    string `protobuf:"bytes,7,opt,name=http_prefix,json=httpPrefix,proto3" json:"http_prefix,omitempty"`
-	SdkVersion    string `protobuf:"bytes,8,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
+	HttpPrefix string `protobuf:"bytes,7,opt,name=http_prefix,json=httpPrefix,proto3" json:"http_prefix,omitempty"`
+	SdkVersion string `protobuf:"bytes,8,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
+	// Tables of other packs this pack reads, as "pack.table": on PostgreSQL
+	// it may SELECT from and reference them, and nothing else of another
+	// pack's.
+	Reads         []string `protobuf:"bytes,20,rep,name=reads,proto3" json:"reads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -377,6 +381,13 @@ func (x *DescribeResponse) GetSdkVersion() string {
 		return x.SdkVersion
 	}
 	return ""
+}
+
+func (x *DescribeResponse) GetReads() []string {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
 }
 
 type TableInfo struct {
@@ -1448,7 +1459,7 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\x05table\x18\x03 \x01(\tR\x05table\x12\x17\n" +
 	"\astep_to\x18\x04 \x01(\x05R\x06stepTo\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\"\x11\n" +
-	"\x0fDescribeRequest\"\x98\x02\n" +
+	"\x0fDescribeRequest\"\xae\x02\n" +
 	"\x10DescribeResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12 \n" +
@@ -1460,7 +1471,8 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\vhttp_prefix\x18\a \x01(\tR\n" +
 	"httpPrefix\x12\x1f\n" +
 	"\vsdk_version\x18\b \x01(\tR\n" +
-	"sdkVersion\"\x93\x01\n" +
+	"sdkVersion\x12\x14\n" +
+	"\x05reads\x18\x14 \x03(\tR\x05reads\"\x93\x01\n" +
 	"\tTableInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fcode_version\x18\x02 \x01(\x05R\vcodeVersion\x120\n" +

@@ -21,7 +21,7 @@ func (s *server) Describe(ctx context.Context, _ *packpb.DescribeRequest) (*pack
 	p := s.rt.pack
 	resp := &packpb.DescribeResponse{
 		Id: p.ID, Version: p.Version, Description: p.Description,
-		DependsOn: p.DependsOn, SdkVersion: SDKVersion,
+		DependsOn: p.DependsOn, SdkVersion: SDKVersion, Reads: p.Reads,
 	}
 	for _, t := range p.Tables {
 		ti := &packpb.TableInfo{Name: t.Name, CodeVersion: int32(t.Version()), HasCreate: t.Create != nil}

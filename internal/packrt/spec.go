@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/Masterminds/semver/v3"
 	"gorm.io/gorm"
@@ -31,8 +32,10 @@ type Spec struct {
 	Description string
 	Tables      []Table
 	DependsOn   []string
-	Pages       http.Handler
-	Prefix      string
+	// Reads are other packs' tables the pack reads: "pack.table".
+	Reads  []string
+	Pages  http.Handler
+	Prefix string
 }
 
 // Table is one table and its history: Steps[i] takes it from version i to
@@ -68,8 +71,8 @@ func (p Spec) Validate() error {
 		switch {
 		case !naming.TableName.MatchString(t.Name):
 			return fmt.Errorf("pack %s: table name %q: must match %s", p.ID, t.Name, naming.TableName)
-		case meta.IsMetaTable(t.Name):
-			return fmt.Errorf("pack %s: table %s is owned by the host", p.ID, t.Name)
+		case meta.IsMetaTable(t.Name) || strings.HasPrefix(t.Name, "packhost_"):
+			return fmt.Errorf("pack %s: table %s is owned by the host (names starting with packhost_ are the host's)", p.ID, t.Name)
 		case seen[t.Name]:
 			return fmt.Errorf("pack %s: table %s is declared twice", p.ID, t.Name)
 		case len(t.Steps) == 0:
@@ -88,6 +91,15 @@ func (p Spec) Validate() error {
 		}
 		if !naming.PackID.MatchString(d) {
 			return fmt.Errorf("pack %s: dependency %q is not a pack id", p.ID, d)
+		}
+	}
+	for _, r := range p.Reads {
+		pack, table, ok := strings.Cut(r, ".")
+		switch {
+		case !ok || !naming.PackID.MatchString(pack) || !naming.TableName.MatchString(table):
+			return fmt.Errorf("pack %s: reads %q: want pack.table, such as core.users", p.ID, r)
+		case pack == p.ID:
+			return fmt.Errorf("pack %s: reads %q: its own tables need no declaration", p.ID, r)
 		}
 	}
 	if p.Prefix != "" && (p.Prefix[0] != '/' || p.Prefix[len(p.Prefix)-1] != '/') {

@@ -43,6 +43,11 @@ type Pack struct {
 	// DependsOn lists pack ids whose tables must be upgraded before this
 	// pack's (the core pack always goes first).
 	DependsOn []string
+	// Reads lists the tables of other packs this pack reads or references
+	// with foreign keys, as "pack.table" (such as "core.users"). On
+	// PostgreSQL each pack connects as its own database role: it owns its
+	// tables, and may read, and reference, these and no other pack's.
+	Reads []string
 
 	// Pages, when set, serves the pack's HTTP pages under Prefix. Each
 	// request's context is cancelled when the host cancels it.
@@ -114,7 +119,7 @@ func (p Pack) Validate() error { return Spec(p).Validate() }
 func Spec(p Pack) packrt.Spec {
 	s := packrt.Spec{
 		ID: p.ID, Version: p.Version, Description: p.Description,
-		DependsOn: p.DependsOn, Pages: p.Pages, Prefix: p.Prefix,
+		DependsOn: p.DependsOn, Reads: p.Reads, Pages: p.Pages, Prefix: p.Prefix,
 	}
 	for _, t := range p.Tables {
 		rt := packrt.Table{Name: t.Name, Create: t.Create}

@@ -69,12 +69,17 @@ func main() {
 		tables = append([]sdk.Table{{Name: x, Steps: []sdk.Step{{Summary: "creates " + x + " (id, label)", Up: sdk.SQL(
 			`CREATE TABLE ` + x + ` (id integer PRIMARY KEY, label text NOT NULL)`)}}}}, tables...)
 	}
+	var reads []string
+	if fk == "1" {
+		reads = []string{"core.users"}
+	}
 	sdk.Serve(sdk.Pack{
 		ID:          id,
 		Version:     fmt.Sprintf("1.%d.0", r),
 		Description: "Notes, a test pack.",
 		Tables:      tables,
 		DependsOn:   []string{"core"},
+		Reads:       reads,
 		Pages:       pages(t),
 	})
 }
