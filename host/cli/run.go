@@ -18,6 +18,7 @@ import (
 type runFlags struct {
 	common
 	addr           string
+	adminAddr      string
 	installUpdates bool
 	ignoreUpdates  bool
 	updateDB       bool
@@ -34,6 +35,7 @@ func runCmd(e env, args []string) (int, error) {
 	fs := newFlags(e, "run")
 	f.register(fs)
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to serve HTTP on")
+	fs.StringVar(&f.adminAddr, "admin-addr", "", "serve the admin pages on this address of their own (recommended), and none on --addr")
 	fs.BoolVar(&f.installUpdates, "install-updates", false, "install the pending update zips, then go on")
 	fs.BoolVar(&f.ignoreUpdates, "ignore-updates", false, "go on without installing pending update zips")
 	fs.BoolVar(&f.updateDB, "update-db", false, "back up, then upgrade tables that need it, then serve")
@@ -127,7 +129,7 @@ func runCmd(e env, args []string) (int, error) {
 			return report.ExitDBUpdates, nil
 		}
 	}
-	err = web.Serve(e.ctx, web.Config{Addr: f.addr, AdminOnly: f.adminOnly, Reason: reason, System: sys, Logger: log, Stdout: e.stdout,
+	err = web.Serve(e.ctx, web.Config{Addr: f.addr, AdminAddr: f.adminAddr, AdminOnly: f.adminOnly, Reason: reason, System: sys, Logger: log, Stdout: e.stdout,
 		Decisions: web.StartDecisions(sys, r, web.StartFlags{Addr: f.addr, InstallUpdates: f.installUpdates, IgnoreUpdates: f.ignoreUpdates,
 			UpdateDB: f.updateDB, NoBackup: f.noBackup, AdminOnly: f.adminOnly, Reason: reason})},
 		func(a net.Addr) { log.Info("serving", "addr", "http://"+a.String()+"/") })

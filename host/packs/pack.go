@@ -23,10 +23,17 @@ type Pack struct {
 	client *plugin.Client
 	rpc    packpb.PackClient
 	tail   *tail
+	// pagesSocket is where the pack serves its pages, when it has any.
+	pagesSocket string
 }
 
-// RPC is the raw client, for the HTTP proxy.
+// RPC is the raw client.
 func (p *Pack) RPC() packpb.PackClient { return p.rpc }
+
+// PagesSocket is the unix socket on which the pack serves its pages as
+// plain HTTP, when it has the "http" capability (see wire.EnvPagesSocket).
+// It lies in the launcher's private socket directory.
+func (p *Pack) PagesSocket() string { return p.pagesSocket }
 
 // Addr is the socket the pack listens on.
 func (p *Pack) Addr() net.Addr {

@@ -4,6 +4,7 @@
 package demopages
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +15,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // Prefix is where the pages live.
@@ -32,6 +35,22 @@ type Echo struct {
 	Header     map[string][]string `json:"header"`
 	BodyLen    int64               `json:"body_len"`
 	BodySHA256 string              `json:"body_sha256"`
+}
+
+// TrailerBody is the body of /web/trailers.
+const TrailerBody = "a body followed by trailers\n"
+
+// EchoMessages sends every message read from c back, until c or ctx ends.
+func EchoMessages(ctx context.Context, c *websocket.Conn) {
+	for {
+		typ, data, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		if err := c.Write(ctx, typ, data); err != nil {
+			return
+		}
+	}
 }
 
 // Handler serves the test pages. markDir, when not empty, is where /wait
@@ -96,6 +115,51 @@ func Handler(markDir string) http.Handler {
 	})
 	mux.HandleFunc("GET /web/panic", func(w http.ResponseWriter, r *http.Request) {
 		panic("the test pack panics on purpose")
+	})
+	// /web/panic-late panics after its answer started.
+	mux.HandleFunc("GET /web/panic-late", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "the answer starts")
+		http.NewResponseController(w).Flush()
+		panic("the test pack panics on purpose, late")
+	})
+	// /web/upload?id=ID reads the whole body, then leaves a mark saying
+	// how that went: "read N bytes" or "failed after N bytes: ERROR".
+	mux.HandleFunc("/web/upload", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		outcome := fmt.Sprintf("read %d bytes", n)
+		if err != nil {
+			outcome = fmt.Sprintf("failed after %d bytes: %v", n, err)
+		}
+		if markDir != "" {
+			os.WriteFile(filepath.Join(markDir, "upload-"+r.URL.Query().Get("id")), []byte(outcome), 0o644)
+		}
+		io.WriteString(w, outcome+"\n")
+	})
+	// /web/trailers answers a body and the trailers X-Sum and X-Count.
+	mux.HandleFunc("GET /web/trailers", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum, X-Count")
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, TrailerBody)
+		sum := sha256.Sum256([]byte(TrailerBody))
+		w.Header().Set("X-Sum", hex.EncodeToString(sum[:]))
+		w.Header().Set("X-Count", strconv.Itoa(len(TrailerBody)))
+	})
+	// /web/cookies?set=LINE&set=LINE answers with each LINE as a
+	// Set-Cookie header.
+	mux.HandleFunc("GET /web/cookies", func(w http.ResponseWriter, r *http.Request) {
+		for _, line := range r.URL.Query()["set"] {
+			w.Header().Add("Set-Cookie", line)
+		}
+		io.WriteString(w, "cookies set\n")
+	})
+	// /web/ws echoes every WebSocket message back.
+	mux.HandleFunc("GET /web/ws", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		EchoMessages(r.Context(), c)
 	})
 	return mux
 }
