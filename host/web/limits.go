@@ -130,19 +130,30 @@ type deadlineBody struct {
 	io.ReadCloser
 	rc    *http.ResponseController
 	guard *requestGuard
-	done  bool
+	done  atomic.Bool // the body was read to its end
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	switch {
-	case err == io.EOF && !b.done:
-		b.done = true
+	case err == io.EOF && !b.done.Load():
+		b.done.Store(true)
 		_ = b.rc.SetReadDeadline(time.Time{})
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		b.guard.readTimedOut.Store(true)
 	}
 	return n, err
+}
+
+// Close gives up the rest of a body that was not read to its end: the
+// read deadline moves to now, so neither a read in flight (the proxy's, to
+// a pack that gave up) nor net/http's drain of the rest waits for a slow
+// client. The connection is then closed after the answer.
+func (b *deadlineBody) Close() error {
+	if !b.done.Load() {
+		_ = b.rc.SetReadDeadline(time.Now())
+	}
+	return b.ReadCloser.Close()
 }
 
 // limitedBody fails a read past the pack's body limit.

@@ -381,11 +381,15 @@ func (p *proxy) fail(w http.ResponseWriter, r *http.Request, rt *route, err erro
 }
 
 // answerNow sends an error page at once, even while the client is still
-// sending a body nobody will read, and closes the connection after it.
+// sending a body nobody will read, and closes the connection after it:
+// the read deadline moves to now, so the rest of the body is not waited
+// for.
 func (p *proxy) answerNow(w http.ResponseWriter, code int, title, text string) {
 	w.Header().Set("Connection", "close")
 	errorPage(w, code, title, text)
-	_ = http.NewResponseController(w).Flush()
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	_ = rc.SetReadDeadline(time.Now())
 }
 
 func (p *proxy) tooBig(w http.ResponseWriter, r *http.Request, rt *route, limit int64) {

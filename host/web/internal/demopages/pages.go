@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/packhost/packhost/plugins/sdk"
 )
 
 // Prefix is where the pages live.
@@ -76,13 +78,19 @@ func Handler(markDir string) http.Handler {
 			Header: r.Header, BodyLen: n, BodySHA256: hex.EncodeToString(h.Sum(nil)),
 		})
 	})
-	// /web/stream?chunks=N&size=S writes N chunks of S bytes, flushing
-	// after each; chunk i is filled with the byte 'a'+i%26.
-	mux.HandleFunc("GET /web/stream", func(w http.ResponseWriter, r *http.Request) {
+	// /web/stream?chunks=N&size=S[&delay=MS] reads the request body, then
+	// writes N chunks of S bytes, flushing after each and waiting MS
+	// milliseconds between them; chunk i is filled with the byte 'a'+i%26.
+	mux.HandleFunc("/web/stream", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
 		chunks, _ := strconv.Atoi(r.URL.Query().Get("chunks"))
 		size, _ := strconv.Atoi(r.URL.Query().Get("size"))
+		delay, _ := strconv.Atoi(r.URL.Query().Get("delay"))
 		w.Header().Set("Content-Type", "application/octet-stream")
 		for i := 0; i < chunks; i++ {
+			if i > 0 && delay > 0 {
+				time.Sleep(time.Duration(delay) * time.Millisecond)
+			}
 			b := make([]byte, size)
 			for j := range b {
 				b[j] = byte('a' + i%26)
@@ -151,6 +159,20 @@ func Handler(markDir string) http.Handler {
 			w.Header().Add("Set-Cookie", line)
 		}
 		io.WriteString(w, "cookies set\n")
+	})
+	// /web/db asks the pack's database through the request's context.
+	mux.HandleFunc("GET /web/db", func(w http.ResponseWriter, r *http.Request) {
+		db, err := sdk.DB(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		var n int
+		if err := db.Raw("SELECT 1 + 1").Scan(&n).Error; err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "the database says %d\n", n)
 	})
 	// /web/ws echoes every WebSocket message back.
 	mux.HandleFunc("GET /web/ws", func(w http.ResponseWriter, r *http.Request) {
