@@ -92,6 +92,8 @@ type requestGuard struct {
 
 type guardKey struct{}
 
+// guardOf is the request's guard; a request without a body has none, and
+// gets a fresh one that nothing sets.
 func guardOf(ctx context.Context) *requestGuard {
 	g, _ := ctx.Value(guardKey{}).(*requestGuard)
 	if g == nil {
@@ -110,12 +112,12 @@ func guardOf(ctx context.Context) *requestGuard {
 // request.)
 func (s *Server) readDeadline(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g := &requestGuard{}
-		r = r.WithContext(context.WithValue(r.Context(), guardKey{}, g))
 		if s.noLimits || r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
 		}
+		g := &requestGuard{}
+		r = r.WithContext(context.WithValue(r.Context(), guardKey{}, g))
 		rc := http.NewResponseController(w)
 		if err := rc.SetReadDeadline(time.Now().Add(time.Duration(s.settings.ReadTimeout))); err != nil {
 			next.ServeHTTP(w, r) // not a connection with deadlines (a test recorder)
