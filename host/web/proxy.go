@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -379,12 +380,18 @@ func (p *proxy) fail(w http.ResponseWriter, r *http.Request, rt *route, err erro
 		// The client went away; nobody reads an answer.
 	default:
 		msg := err.Error()
-		if rt.pack.Exited() {
+		switch {
+		case rt.pack.Exited():
 			msg = "the pack's process has exited"
+		case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED):
+			msg = fmt.Sprintf("it does not listen on its pages socket %s (a pack built with an SDK older than this host's serves its pages over gRPC, not there: rebuild it; it reports SDK %s)",
+				rt.pack.PagesSocket(), rt.pack.Info.SdkVersion)
 		}
+		// The visitor learns which pack failed; the operator, in the log,
+		// why.
 		p.log.Error("pack page failed", "pack", rt.pack.ID, "path", r.URL.Path, "error", msg)
 		p.answerNow(w, http.StatusBadGateway, "The page could not be served",
-			fmt.Sprintf("The pack %s could not answer: %s.", rt.pack.ID, msg))
+			fmt.Sprintf("The pack %s could not answer; the host's log says why.", rt.pack.ID))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +21,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/host/web/internal/demopages"
+	"github.com/packhost/packhost/internal/packtest"
 )
 
 // logBuffer collects what a server logs, for tests that read the log.
@@ -277,4 +280,33 @@ func TestTheHomePageListsThePacksPages(t *testing.T) {
 			t.Fatalf("GET /nothing-here: %d %q", resp.StatusCode, body)
 		}
 	})
+}
+
+func TestAPackThatDoesNotListenOnItsSocketAnswers502(t *testing.T) {
+	root := packtest.NewRoot(t)
+	installPacks(t, root)
+	sys, err := system.Open(context.Background(), system.Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sys.Close)
+	logs, logger := newLog()
+	_, ts := newServer(t, Config{System: sys, Logger: logger})
+	// What a pack built with an older SDK (pages over gRPC) looks like:
+	// nothing listens at its socket.
+	sock := sys.Pack("web").PagesSocket()
+	if err := os.Remove(sock); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := get(t, nil, ts.URL+"/web/hello")
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "The pack web could not answer; the host&#39;s log says why.") ||
+		strings.Contains(body, sock) {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if want := "it does not listen on its pages socket " + sock + " (a pack built with an SDK older than this host's serves its pages over gRPC, not there: rebuild it; it reports SDK "; !strings.Contains(logs.String(), want) {
+		t.Fatalf("log lacks %q:\n%s", want, logs)
+	}
+	if resp, _ := get(t, nil, ts.URL+"/"); resp.StatusCode != 200 {
+		t.Fatalf("the home page: %d", resp.StatusCode)
+	}
 }
