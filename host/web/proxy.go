@@ -167,8 +167,8 @@ func (p *proxy) newRoute(prefix string, pk *packs.Pack, old *routeTable) *route 
 		// An answer of known length goes out as the server's buffer
 		// fills. FlushInterval -1 would also flush every such answer's
 		// head on its own first, from a timer goroutine: a write
-		// syscall and a goroutine more per request, which cost the
-		// host about a fifth more CPU per small page here.
+		// syscall and a goroutine more per request: about 80 µs of host
+		// CPU per small page against 60 µs without, in one run here.
 		FlushInterval:  0,
 		BufferPool:     &p.bufs,
 		ModifyResponse: func(resp *http.Response) error { return p.modifyResponse(rt, resp) },

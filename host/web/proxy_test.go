@@ -282,31 +282,63 @@ func TestTheHomePageListsThePacksPages(t *testing.T) {
 	})
 }
 
-func TestAPackThatDoesNotListenOnItsSocketAnswers502(t *testing.T) {
+func TestPackFailuresAreReportedUnderThePacksName(t *testing.T) {
 	root := packtest.NewRoot(t)
 	installPacks(t, root)
-	sys, err := system.Open(context.Background(), system.Options{Root: root})
+	sysLogs, sysLogger := newLog()
+	sys, err := system.Open(context.Background(), system.Options{Root: root, Logger: sysLogger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(sys.Close)
 	logs, logger := newLog()
-	_, ts := newServer(t, Config{System: sys, Logger: logger})
-	// What a pack built with an older SDK (pages over gRPC) looks like:
-	// nothing listens at its socket.
-	sock := sys.Pack("web").PagesSocket()
-	if err := os.Remove(sock); err != nil {
-		t.Fatal(err)
-	}
-	resp, body := get(t, nil, ts.URL+"/web/hello")
-	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "The pack web could not answer; the host&#39;s log says why.") ||
-		strings.Contains(body, sock) {
-		t.Fatalf("%d %q", resp.StatusCode, body)
-	}
-	if want := "it does not listen on its pages socket " + sock + " (a pack built with an SDK older than this host's serves its pages over gRPC, not there: rebuild it; it reports SDK "; !strings.Contains(logs.String(), want) {
-		t.Fatalf("log lacks %q:\n%s", want, logs)
-	}
-	if resp, _ := get(t, nil, ts.URL+"/"); resp.StatusCode != 200 {
-		t.Fatalf("the home page: %d", resp.StatusCode)
-	}
+	s, ts := newServer(t, Config{System: sys, Logger: logger})
+
+	t.Run("a handler's panic is logged by the host under the pack's name", func(t *testing.T) {
+		if resp, _ := get(t, nil, ts.URL+"/web/panic"); resp.StatusCode != http.StatusInternalServerError {
+			t.Fatalf("%d", resp.StatusCode)
+		}
+		defer func() {
+			if t.Failed() {
+				t.Logf("system log:\n%s", sysLogs)
+			}
+		}()
+		eventually(t, "the pack's log line", func() bool {
+			for _, line := range strings.Split(sysLogs.String(), "\n") {
+				// The pack's own fields come back in any order.
+				found := strings.Contains(line, "[ERROR] web.")
+				for _, want := range []string{"page handler panicked:", "@module=web", "path=/web/panic", "method=GET", `panic="the test pack panics on purpose"`} {
+					found = found && strings.Contains(line, want)
+				}
+				if found {
+					return true
+				}
+			}
+			return false
+		})
+	})
+	t.Run("a pack that does not listen on its pages socket answers 502", func(t *testing.T) {
+		// What a pack built with an older SDK (pages over gRPC) looks
+		// like: nothing listens at its socket.
+		sock := sys.Pack("web").PagesSocket()
+		if err := os.Remove(sock); err != nil {
+			t.Fatal(err)
+		}
+		for _, rt := range s.proxy.table.Load().routes {
+			if rt.tr != nil {
+				rt.tr.CloseIdleConnections() // as a pack that never listened has none
+			}
+		}
+		resp, body := get(t, nil, ts.URL+"/web/hello")
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "The pack web could not answer; the host&#39;s log says why.") ||
+			strings.Contains(body, sock) {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+		if want := "it does not listen on its pages socket " + sock + " (a pack built with an SDK older than this host's serves its pages over gRPC, not there: rebuild it; it reports SDK "; !strings.Contains(logs.String(), want) {
+			t.Fatalf("log lacks %q:\n%s", want, logs)
+		}
+		if resp, _ := get(t, nil, ts.URL+"/"); resp.StatusCode != 200 {
+			t.Fatalf("the home page: %d", resp.StatusCode)
+		}
+	})
 }
