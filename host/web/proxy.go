@@ -70,6 +70,7 @@ type proxy struct {
 	s     *Server
 	log   hclog.Logger
 	table atomic.Pointer[routeTable]
+	swap  sync.Mutex // one setPacks at a time
 	bufs  bufferPool
 }
 
@@ -84,6 +85,8 @@ func newProxy(s *Server, list []*packs.Pack) *proxy {
 // their pages are served. The connections to packs no longer in the table
 // are closed once idle.
 func (p *proxy) setPacks(list []*packs.Pack) *routeTable {
+	p.swap.Lock()
+	defer p.swap.Unlock()
 	old := p.table.Load()
 	byPrefix := map[string][]*packs.Pack{}
 	for _, pk := range list {
