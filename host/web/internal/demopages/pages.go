@@ -55,6 +55,14 @@ func EchoMessages(ctx context.Context, c *websocket.Conn) {
 	}
 }
 
+// writeMark writes a mark whole or not at all (a test waiting for the file
+// must not read it half written).
+func writeMark(path, text string) {
+	if err := os.WriteFile(path+".partial", []byte(text), 0o644); err == nil {
+		os.Rename(path+".partial", path)
+	}
+}
+
 // Handler serves the test pages. markDir, when not empty, is where /wait
 // writes a file once its request's context ends.
 func Handler(markDir string) http.Handler {
@@ -109,7 +117,7 @@ func Handler(markDir string) http.Handler {
 		http.NewResponseController(w).Flush()
 		<-r.Context().Done()
 		if markDir != "" {
-			os.WriteFile(filepath.Join(markDir, "cancelled-"+r.URL.Query().Get("id")), []byte(r.Context().Err().Error()), 0o644)
+			writeMark(filepath.Join(markDir, "cancelled-"+r.URL.Query().Get("id")), r.Context().Err().Error())
 		}
 	})
 	// /web/slow?ms=N answers after N milliseconds.
@@ -139,7 +147,7 @@ func Handler(markDir string) http.Handler {
 			outcome = fmt.Sprintf("failed after %d bytes: %v", n, err)
 		}
 		if markDir != "" {
-			os.WriteFile(filepath.Join(markDir, "upload-"+r.URL.Query().Get("id")), []byte(outcome), 0o644)
+			writeMark(filepath.Join(markDir, "upload-"+r.URL.Query().Get("id")), outcome)
 		}
 		io.WriteString(w, outcome+"\n")
 	})
