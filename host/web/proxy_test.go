@@ -23,6 +23,8 @@ import (
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/host/web/internal/demopages"
+	"github.com/packhost/packhost/internal/dbconn"
+	"github.com/packhost/packhost/internal/dbtest"
 	"github.com/packhost/packhost/internal/packtest"
 )
 
@@ -209,11 +211,24 @@ func TestAWebSocketEchoesThroughTheHost(t *testing.T) {
 }
 
 func TestAPageReachesThePacksDatabaseThroughItsRequest(t *testing.T) {
-	_, ts := newServer(t, Config{})
-	resp, body := get(t, nil, ts.URL+"/web/db")
-	if resp.StatusCode != 200 || body != "the database says 2\n" {
-		t.Fatalf("GET /web/db: %d %q", resp.StatusCode, body)
-	}
+	dbtest.ForEach(t, func(t *testing.T, db dbtest.DB) {
+		root := packtest.NewRoot(t)
+		installPacks(t, root)
+		flag := db.Target.DSN
+		if db.Target.Driver == dbconn.SQLite {
+			flag = "sqlite:" + db.Target.DSN
+		}
+		sys, err := system.Open(context.Background(), system.Options{Root: root, DBFlag: flag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(sys.Close)
+		_, ts := newServer(t, Config{System: sys})
+		resp, body := get(t, nil, ts.URL+"/web/db")
+		if resp.StatusCode != 200 || body != "the database says 2\n" {
+			t.Fatalf("GET /web/db: %d %q", resp.StatusCode, body)
+		}
+	})
 }
 
 func TestAHandlerThatPanicsAfterItsAnswerStartedBreaksTheConnection(t *testing.T) {
