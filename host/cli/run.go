@@ -32,6 +32,7 @@ func runCmd(e env, args []string) (int, error) {
 	fs := newFlags(e, "run")
 	f.register(fs)
 	fs.StringVar(&f.Addr, "addr", "127.0.0.1:8080", "address to serve HTTP on")
+	fs.StringVar(&f.AdminAddr, "admin-addr", "", "serve the admin pages on this address of their own (recommended), and none on --addr")
 	fs.BoolVar(&f.InstallUpdates, "install-updates", false, "install the pending update zips, then go on")
 	fs.BoolVar(&f.IgnoreUpdates, "ignore-updates", false, "go on without installing pending update zips")
 	fs.BoolVar(&f.UpdateDB, "update-db", false, "back up, then upgrade tables that need it, then serve")
@@ -142,7 +143,7 @@ func serve(e env, s *session, f runFlags, plan decide.Plan, record []decide.Deci
 		s.log.Warn("the verified-binary cache was not saved; binaries are hashed again at the next start", "error", err)
 	}
 	started := time.Now()
-	err = web.Serve(e.ctx, web.Config{Addr: f.Addr, AdminOnly: plan.Next == decide.ServeAdmin, Reason: plan.Reason, System: s.System,
+	err = web.Serve(e.ctx, web.Config{Addr: f.Addr, AdminAddr: f.AdminAddr, AdminOnly: plan.Next == decide.ServeAdmin, Reason: plan.Reason, System: s.System,
 		Logger: s.log, Stdout: e.stdout, Decisions: record},
 		func(a net.Addr) { s.log.Info("serving", "addr", "http://"+a.String()+"/") })
 	if err != nil {

@@ -70,6 +70,7 @@ type Launcher struct {
 	mu      sync.Mutex
 	started []*Pack
 	closed  bool
+	seq     int // numbers the pages sockets, so no two starts share one
 }
 
 // NewLauncher makes the private socket directory.
@@ -208,8 +209,9 @@ func (l *Launcher) start(ctx context.Context, id, binary, sum string) (*Pack, er
 		return nil, &StartError{ID: name, Err: fmt.Errorf("%w: sha256 %q is not 64 hex digits; reinstall the pack", ErrChecksum, sum)}
 	}
 	tail := newTail(30)
+	pages := l.pagesSocket()
 	cmd := exec.Command(binary)
-	cmd.Env = l.env(id)
+	cmd.Env = l.env(id, pages)
 	setDeathSignal(cmd)
 	secure := &plugin.SecureConfig{Checksum: checksum, Hash: sha256.New()}
 	cached := l.cfg.Hashes.Verified(binary, sum)
@@ -230,7 +232,7 @@ func (l *Launcher) start(ctx context.Context, id, binary, sum string) (*Pack, er
 		SyncStderr:       io.Discard,
 		SkipHostEnv:      true,
 	})
-	p := &Pack{client: client, tail: tail, name: name, rpcTimeout: l.cfg.RPCTimeout}
+	p := &Pack{client: client, tail: tail, name: name, rpcTimeout: l.cfg.RPCTimeout, pagesSocket: pages}
 	l.mu.Lock()
 	l.started = append(l.started, p)
 	l.mu.Unlock()
@@ -268,10 +270,21 @@ func (l *Launcher) start(ctx context.Context, id, binary, sum string) (*Pack, er
 	return p, nil
 }
 
+// pagesSocket is a new path in the private socket directory for the pages
+// of the next pack started. Each start gets its own, so a restarted pack
+// never meets its predecessor's socket.
+func (l *Launcher) pagesSocket() string {
+	l.mu.Lock()
+	l.seq++
+	n := l.seq
+	l.mu.Unlock()
+	return filepath.Join(l.socketDir, "pages-"+strconv.Itoa(n)+".sock")
+}
+
 // env is the whole environment of a pack: a few harmless variables of the
 // host's, the database, and the pack protocol's own. Nothing else of the
 // host's environment (secrets) reaches a pack.
-func (l *Launcher) env(id string) []string {
+func (l *Launcher) env(id, pagesSocket string) []string {
 	var env []string
 	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "USER", "GOCOVERDIR"} {
 		if v, ok := os.LookupEnv(k); ok {
@@ -291,6 +304,7 @@ func (l *Launcher) env(id string) []string {
 		wire.EnvHostPID+"="+strconv.Itoa(os.Getpid()),
 		wire.EnvLogLevel+"="+l.cfg.Logger.GetLevel().String(),
 		wire.EnvUnixSocketDir+"="+l.socketDir,
+		wire.EnvPagesSocket+"="+pagesSocket,
 	)
 	return env
 }

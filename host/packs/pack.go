@@ -25,6 +25,8 @@ type Pack struct {
 	rpc        packpb.PackClient
 	tail       *tail
 	rpcTimeout time.Duration
+	// pagesSocket is where the pack serves its pages, when it has any.
+	pagesSocket string
 }
 
 // ErrNotAnswering is wrapped by the error of a short call (CheckSchema,
@@ -48,8 +50,13 @@ func (p *Pack) short(ctx context.Context, op string, err error) error {
 	return p.err(op, err)
 }
 
-// RPC is the raw client, for the HTTP proxy.
+// RPC is the raw client.
 func (p *Pack) RPC() packpb.PackClient { return p.rpc }
+
+// PagesSocket is the unix socket on which the pack serves its pages as
+// plain HTTP, when it has the "http" capability (see wire.EnvPagesSocket).
+// It lies in the launcher's private socket directory.
+func (p *Pack) PagesSocket() string { return p.pagesSocket }
 
 // Addr is the socket the pack listens on.
 func (p *Pack) Addr() net.Addr {

@@ -56,7 +56,17 @@ func (s *Server) admin() http.Handler {
 	mux.Handle("/admin/", s.requireAuth(authed))
 
 	cop := http.NewCrossOriginProtection()
-	return noStore(cop.Handler(mux))
+	return noStore(cop.Handler(limitAdminBody(mux)))
+}
+
+// maxAdminBody bounds the body of an admin request: the forms are small.
+const maxAdminBody = 64 << 10
+
+func limitAdminBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxAdminBody)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // noStore keeps admin pages out of shared caches and frames.
@@ -135,18 +145,21 @@ func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 type statusData struct {
-	Report   *report.Report
-	Err      string
-	Pending  []pendingView
-	Feed     feedStatus
-	Maint    bool
-	Reason   string
-	Trust    string
-	Decision []decide.Decision
+	// PageProblems are the packs whose pages are refused (duplicate
+	// prefixes).
+	PageProblems []string
+	Report       *report.Report
+	Err          string
+	Pending      []pendingView
+	Feed         feedStatus
+	Maint        bool
+	Reason       string
+	Trust        string
+	Decision     []decide.Decision
 }
 
 func (s *Server) statusPage(w http.ResponseWriter, r *http.Request) {
-	d := statusData{Maint: s.cfg.AdminOnly, Reason: s.cfg.Reason, Feed: s.feed.status()}
+	d := statusData{Maint: s.cfg.AdminOnly, Reason: s.cfg.Reason, Feed: s.feed.status(), PageProblems: s.PageProblems()}
 	rep, err := s.cfg.Report(r.Context())
 	if err != nil {
 		d.Err = err.Error()

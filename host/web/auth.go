@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,16 +117,27 @@ type authInfo struct {
 	kind    authKind
 	session string
 	csrf    string
+	// wait, when not 0, says the client failed to log in too often: its
+	// token was not even compared, and it may try again after wait.
+	wait   time.Duration
+	client netip.Addr
 }
 
 // authenticate says whether the request carries the token as a Bearer
-// token, or the cookie of a live session.
+// token, or the cookie of a live session. A Bearer token is a login
+// attempt: a wrong one counts against the client's address, and a client
+// with no attempts left is refused before its token is compared.
 func (s *Server) authenticate(r *http.Request) authInfo {
 	if h := r.Header.Get("Authorization"); h != "" {
+		client := s.clientAddr(r)
+		if wait := s.logins.wait(client); wait > 0 {
+			return authInfo{wait: wait, client: client}
+		}
 		scheme, tok, ok := strings.Cut(h, " ")
 		if ok && strings.EqualFold(scheme, "Bearer") && equal(strings.TrimSpace(tok), s.token) {
 			return authInfo{kind: authBearer}
 		}
+		s.logins.failed(client)
 		return authInfo{}
 	}
 	c, err := r.Cookie(CookieName)
@@ -163,14 +175,14 @@ func (s *Server) csrfOK(r *http.Request) bool {
 func (s *Server) setSession(w http.ResponseWriter, r *http.Request, id string) {
 	http.SetCookie(w, &http.Cookie{
 		Name: CookieName, Value: id, Path: "/admin", MaxAge: int(SessionMaxAge / time.Second),
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r),
 	})
 }
 
 func (s *Server) clearSession(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{
 		Name: CookieName, Value: "", Path: "/admin", MaxAge: -1,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r),
 	})
 }
 
@@ -179,6 +191,10 @@ func (s *Server) clearSession(w http.ResponseWriter, r *http.Request) {
 func (s *Server) requireAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a := s.authenticate(r)
+		if a.wait > 0 {
+			s.tooManyLogins(w, r, a.client, a.wait)
+			return
+		}
 		if a.kind == authNone {
 			s.unauthorized(w, r, "")
 			return
@@ -209,16 +225,35 @@ type loginPage struct {
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
-		if s.authenticate(r).kind != authNone {
+		switch a := s.authenticate(r); {
+		case a.wait > 0:
+			s.tooManyLogins(w, r, a.client, a.wait)
+		case a.kind != authNone:
 			http.Redirect(w, r, "/admin/", http.StatusSeeOther)
-			return
+		default:
+			s.unauthorized(w, r, "")
 		}
-		s.unauthorized(w, r, "")
+		return
+	}
+	// Every attempt is checked against the client's failed logins first:
+	// a flood learns nothing, not even from a right guess.
+	client := s.clientAddr(r)
+	if wait := s.logins.wait(client); wait > 0 {
+		s.tooManyLogins(w, r, client, wait)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		code := http.StatusBadRequest
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			code = http.StatusRequestEntityTooLarge
+		}
+		http.Error(w, "could not read the login form: "+err.Error(), code)
 		return
 	}
 	tok := strings.TrimSpace(r.PostFormValue("token"))
 	if tok == "" || !equal(tok, s.token) {
-		s.log.Warn("admin login refused: wrong token", "remote", r.RemoteAddr)
+		s.logins.failed(client)
+		s.log.Warn("admin login refused: wrong token", "remote", r.RemoteAddr, "client", client.String())
 		s.unauthorized(w, r, "That is not the admin token. It is in the file "+TokenFile+" of the system directory.")
 		return
 	}

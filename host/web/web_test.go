@@ -74,9 +74,19 @@ func newServer(t testing.TB, cfg Config) (*Server, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(s.Handler())
+	return s, serve(t, s, s.Handler())
+}
+
+// serve serves h on a loopback test server with the http.Server settings
+// of the host's own listeners (read-header and idle timeouts).
+func serve(t testing.TB, s *Server, h http.Handler) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(h)
+	srv := s.httpServer(h)
+	ts.Config = srv
+	ts.Start()
 	t.Cleanup(ts.Close)
-	return s, ts
+	return ts
 }
 
 func get(t *testing.T, c *http.Client, u string, hdr ...string) (*http.Response, string) {

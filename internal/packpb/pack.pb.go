@@ -286,7 +286,10 @@ type DescribeResponse struct {
 	DependsOn []string `protobuf:"bytes,5,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
 	// Optional capabilities the pack implements, such as "http".
 	Capabilities []string `protobuf:"bytes,6,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
-	// Path prefix the pack serves pages under, when it has the "http" capability.
+	// Path prefix the pack serves pages under, when it has the "http"
+	// capability. The pages themselves are plain HTTP on the unix socket the
+	// host names in the pack's environment (PACKHOST_PAGES_SOCKET), not this
+	// service.
 	HttpPrefix string `protobuf:"bytes,7,opt,name=http_prefix,json=httpPrefix,proto3" json:"http_prefix,omitempty"`
 	SdkVersion string `protobuf:"bytes,8,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
 	// Tables of other packs this pack reads, as "pack.table": on PostgreSQL
@@ -1154,300 +1157,6 @@ func (x *RepairedTable) GetDetail() string {
 	return ""
 }
 
-type Header struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Values        []string               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Header) Reset() {
-	*x = Header{}
-	mi := &file_pack_v1_pack_proto_msgTypes[15]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Header) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Header) ProtoMessage() {}
-
-func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_pack_v1_pack_proto_msgTypes[15]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Header.ProtoReflect.Descriptor instead.
-func (*Header) Descriptor() ([]byte, []int) {
-	return file_pack_v1_pack_proto_rawDescGZIP(), []int{15}
-}
-
-func (x *Header) GetKey() string {
-	if x != nil {
-		return x.Key
-	}
-	return ""
-}
-
-func (x *Header) GetValues() []string {
-	if x != nil {
-		return x.Values
-	}
-	return nil
-}
-
-type HTTPRequestPart struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Set on the first part only.
-	Head          *HTTPRequestHead `protobuf:"bytes,1,opt,name=head,proto3" json:"head,omitempty"`
-	Body          []byte           `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *HTTPRequestPart) Reset() {
-	*x = HTTPRequestPart{}
-	mi := &file_pack_v1_pack_proto_msgTypes[16]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HTTPRequestPart) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HTTPRequestPart) ProtoMessage() {}
-
-func (x *HTTPRequestPart) ProtoReflect() protoreflect.Message {
-	mi := &file_pack_v1_pack_proto_msgTypes[16]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HTTPRequestPart.ProtoReflect.Descriptor instead.
-func (*HTTPRequestPart) Descriptor() ([]byte, []int) {
-	return file_pack_v1_pack_proto_rawDescGZIP(), []int{16}
-}
-
-func (x *HTTPRequestPart) GetHead() *HTTPRequestHead {
-	if x != nil {
-		return x.Head
-	}
-	return nil
-}
-
-func (x *HTTPRequestPart) GetBody() []byte {
-	if x != nil {
-		return x.Body
-	}
-	return nil
-}
-
-type HTTPRequestHead struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Method        string                 `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
-	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
-	RawQuery      string                 `protobuf:"bytes,3,opt,name=raw_query,json=rawQuery,proto3" json:"raw_query,omitempty"`
-	Headers       []*Header              `protobuf:"bytes,4,rep,name=headers,proto3" json:"headers,omitempty"`
-	RemoteAddr    string                 `protobuf:"bytes,5,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
-	Host          string                 `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *HTTPRequestHead) Reset() {
-	*x = HTTPRequestHead{}
-	mi := &file_pack_v1_pack_proto_msgTypes[17]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HTTPRequestHead) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HTTPRequestHead) ProtoMessage() {}
-
-func (x *HTTPRequestHead) ProtoReflect() protoreflect.Message {
-	mi := &file_pack_v1_pack_proto_msgTypes[17]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HTTPRequestHead.ProtoReflect.Descriptor instead.
-func (*HTTPRequestHead) Descriptor() ([]byte, []int) {
-	return file_pack_v1_pack_proto_rawDescGZIP(), []int{17}
-}
-
-func (x *HTTPRequestHead) GetMethod() string {
-	if x != nil {
-		return x.Method
-	}
-	return ""
-}
-
-func (x *HTTPRequestHead) GetPath() string {
-	if x != nil {
-		return x.Path
-	}
-	return ""
-}
-
-func (x *HTTPRequestHead) GetRawQuery() string {
-	if x != nil {
-		return x.RawQuery
-	}
-	return ""
-}
-
-func (x *HTTPRequestHead) GetHeaders() []*Header {
-	if x != nil {
-		return x.Headers
-	}
-	return nil
-}
-
-func (x *HTTPRequestHead) GetRemoteAddr() string {
-	if x != nil {
-		return x.RemoteAddr
-	}
-	return ""
-}
-
-func (x *HTTPRequestHead) GetHost() string {
-	if x != nil {
-		return x.Host
-	}
-	return ""
-}
-
-type HTTPResponsePart struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Set on the first part only.
-	Head          *HTTPResponseHead `protobuf:"bytes,1,opt,name=head,proto3" json:"head,omitempty"`
-	Body          []byte            `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *HTTPResponsePart) Reset() {
-	*x = HTTPResponsePart{}
-	mi := &file_pack_v1_pack_proto_msgTypes[18]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HTTPResponsePart) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HTTPResponsePart) ProtoMessage() {}
-
-func (x *HTTPResponsePart) ProtoReflect() protoreflect.Message {
-	mi := &file_pack_v1_pack_proto_msgTypes[18]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HTTPResponsePart.ProtoReflect.Descriptor instead.
-func (*HTTPResponsePart) Descriptor() ([]byte, []int) {
-	return file_pack_v1_pack_proto_rawDescGZIP(), []int{18}
-}
-
-func (x *HTTPResponsePart) GetHead() *HTTPResponseHead {
-	if x != nil {
-		return x.Head
-	}
-	return nil
-}
-
-func (x *HTTPResponsePart) GetBody() []byte {
-	if x != nil {
-		return x.Body
-	}
-	return nil
-}
-
-type HTTPResponseHead struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Status        int32                  `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
-	Headers       []*Header              `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *HTTPResponseHead) Reset() {
-	*x = HTTPResponseHead{}
-	mi := &file_pack_v1_pack_proto_msgTypes[19]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HTTPResponseHead) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HTTPResponseHead) ProtoMessage() {}
-
-func (x *HTTPResponseHead) ProtoReflect() protoreflect.Message {
-	mi := &file_pack_v1_pack_proto_msgTypes[19]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HTTPResponseHead.ProtoReflect.Descriptor instead.
-func (*HTTPResponseHead) Descriptor() ([]byte, []int) {
-	return file_pack_v1_pack_proto_rawDescGZIP(), []int{19}
-}
-
-func (x *HTTPResponseHead) GetStatus() int32 {
-	if x != nil {
-		return x.Status
-	}
-	return 0
-}
-
-func (x *HTTPResponseHead) GetHeaders() []*Header {
-	if x != nil {
-		return x.Headers
-	}
-	return nil
-}
-
 var File_pack_v1_pack_proto protoreflect.FileDescriptor
 
 const file_pack_v1_pack_proto_rawDesc = "" +
@@ -1527,27 +1236,7 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\x06before\x18\x02 \x01(\x05R\x06before\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\x05R\x05after\x12?\n" +
 	"\fstate_before\x18\x04 \x01(\x0e2\x1c.packhost.pack.v1.TableStateR\vstateBefore\x12\x16\n" +
-	"\x06detail\x18\x05 \x01(\tR\x06detail\"2\n" +
-	"\x06Header\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\tR\x06values\"\\\n" +
-	"\x0fHTTPRequestPart\x125\n" +
-	"\x04head\x18\x01 \x01(\v2!.packhost.pack.v1.HTTPRequestHeadR\x04head\x12\x12\n" +
-	"\x04body\x18\x02 \x01(\fR\x04body\"\xc3\x01\n" +
-	"\x0fHTTPRequestHead\x12\x16\n" +
-	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1b\n" +
-	"\traw_query\x18\x03 \x01(\tR\brawQuery\x122\n" +
-	"\aheaders\x18\x04 \x03(\v2\x18.packhost.pack.v1.HeaderR\aheaders\x12\x1f\n" +
-	"\vremote_addr\x18\x05 \x01(\tR\n" +
-	"remoteAddr\x12\x12\n" +
-	"\x04host\x18\x06 \x01(\tR\x04host\"^\n" +
-	"\x10HTTPResponsePart\x126\n" +
-	"\x04head\x18\x01 \x01(\v2\".packhost.pack.v1.HTTPResponseHeadR\x04head\x12\x12\n" +
-	"\x04body\x18\x02 \x01(\fR\x04body\"^\n" +
-	"\x10HTTPResponseHead\x12\x16\n" +
-	"\x06status\x18\x01 \x01(\x05R\x06status\x122\n" +
-	"\aheaders\x18\x02 \x03(\v2\x18.packhost.pack.v1.HeaderR\aheaders*\xc5\x02\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail*\xc5\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ERROR_CODE_INTERNAL\x10\x01\x12\x1f\n" +
@@ -1569,15 +1258,14 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\x14TABLE_STATE_OUTDATED\x10\x03\x12\x15\n" +
 	"\x11TABLE_STATE_NEWER\x10\x04\x12 \n" +
 	"\x1cTABLE_STATE_VERSION_MISMATCH\x10\x05\x12\x15\n" +
-	"\x11TABLE_STATE_DRIFT\x10\x062\xb9\x04\n" +
+	"\x11TABLE_STATE_DRIFT\x10\x062\xe1\x03\n" +
 	"\x04Pack\x12Q\n" +
 	"\bDescribe\x12!.packhost.pack.v1.DescribeRequest\x1a\".packhost.pack.v1.DescribeResponse\x12Z\n" +
 	"\vCheckSchema\x12$.packhost.pack.v1.CheckSchemaRequest\x1a%.packhost.pack.v1.CheckSchemaResponse\x12G\n" +
 	"\x06Backup\x12\x1f.packhost.pack.v1.BackupRequest\x1a\x1a.packhost.pack.v1.Progress0\x01\x12I\n" +
 	"\aRestore\x12 .packhost.pack.v1.RestoreRequest\x1a\x1a.packhost.pack.v1.Progress0\x01\x12I\n" +
 	"\aUpgrade\x12 .packhost.pack.v1.UpgradeRequest\x1a\x1a.packhost.pack.v1.Progress0\x01\x12K\n" +
-	"\x06Repair\x12\x1f.packhost.pack.v1.RepairRequest\x1a .packhost.pack.v1.RepairResponse\x12V\n" +
-	"\tServeHTTP\x12!.packhost.pack.v1.HTTPRequestPart\x1a\".packhost.pack.v1.HTTPResponsePart(\x010\x01B.Z,github.com/packhost/packhost/internal/packpbb\x06proto3"
+	"\x06Repair\x12\x1f.packhost.pack.v1.RepairRequest\x1a .packhost.pack.v1.RepairResponseB.Z,github.com/packhost/packhost/internal/packpbb\x06proto3"
 
 var (
 	file_pack_v1_pack_proto_rawDescOnce sync.Once
@@ -1592,7 +1280,7 @@ func file_pack_v1_pack_proto_rawDescGZIP() []byte {
 }
 
 var file_pack_v1_pack_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pack_v1_pack_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_pack_v1_pack_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_pack_v1_pack_proto_goTypes = []any{
 	(ErrorCode)(0),              // 0: packhost.pack.v1.ErrorCode
 	(TableState)(0),             // 1: packhost.pack.v1.TableState
@@ -1611,11 +1299,6 @@ var file_pack_v1_pack_proto_goTypes = []any{
 	(*RepairRequest)(nil),       // 14: packhost.pack.v1.RepairRequest
 	(*RepairResponse)(nil),      // 15: packhost.pack.v1.RepairResponse
 	(*RepairedTable)(nil),       // 16: packhost.pack.v1.RepairedTable
-	(*Header)(nil),              // 17: packhost.pack.v1.Header
-	(*HTTPRequestPart)(nil),     // 18: packhost.pack.v1.HTTPRequestPart
-	(*HTTPRequestHead)(nil),     // 19: packhost.pack.v1.HTTPRequestHead
-	(*HTTPResponsePart)(nil),    // 20: packhost.pack.v1.HTTPResponsePart
-	(*HTTPResponseHead)(nil),    // 21: packhost.pack.v1.HTTPResponseHead
 }
 var file_pack_v1_pack_proto_depIdxs = []int32{
 	0,  // 0: packhost.pack.v1.ErrorDetail.code:type_name -> packhost.pack.v1.ErrorCode
@@ -1625,29 +1308,23 @@ var file_pack_v1_pack_proto_depIdxs = []int32{
 	1,  // 4: packhost.pack.v1.TableStatus.state:type_name -> packhost.pack.v1.TableState
 	16, // 5: packhost.pack.v1.RepairResponse.tables:type_name -> packhost.pack.v1.RepairedTable
 	1,  // 6: packhost.pack.v1.RepairedTable.state_before:type_name -> packhost.pack.v1.TableState
-	19, // 7: packhost.pack.v1.HTTPRequestPart.head:type_name -> packhost.pack.v1.HTTPRequestHead
-	17, // 8: packhost.pack.v1.HTTPRequestHead.headers:type_name -> packhost.pack.v1.Header
-	21, // 9: packhost.pack.v1.HTTPResponsePart.head:type_name -> packhost.pack.v1.HTTPResponseHead
-	17, // 10: packhost.pack.v1.HTTPResponseHead.headers:type_name -> packhost.pack.v1.Header
-	3,  // 11: packhost.pack.v1.Pack.Describe:input_type -> packhost.pack.v1.DescribeRequest
-	7,  // 12: packhost.pack.v1.Pack.CheckSchema:input_type -> packhost.pack.v1.CheckSchemaRequest
-	10, // 13: packhost.pack.v1.Pack.Backup:input_type -> packhost.pack.v1.BackupRequest
-	11, // 14: packhost.pack.v1.Pack.Restore:input_type -> packhost.pack.v1.RestoreRequest
-	12, // 15: packhost.pack.v1.Pack.Upgrade:input_type -> packhost.pack.v1.UpgradeRequest
-	14, // 16: packhost.pack.v1.Pack.Repair:input_type -> packhost.pack.v1.RepairRequest
-	18, // 17: packhost.pack.v1.Pack.ServeHTTP:input_type -> packhost.pack.v1.HTTPRequestPart
-	4,  // 18: packhost.pack.v1.Pack.Describe:output_type -> packhost.pack.v1.DescribeResponse
-	8,  // 19: packhost.pack.v1.Pack.CheckSchema:output_type -> packhost.pack.v1.CheckSchemaResponse
-	13, // 20: packhost.pack.v1.Pack.Backup:output_type -> packhost.pack.v1.Progress
-	13, // 21: packhost.pack.v1.Pack.Restore:output_type -> packhost.pack.v1.Progress
-	13, // 22: packhost.pack.v1.Pack.Upgrade:output_type -> packhost.pack.v1.Progress
-	15, // 23: packhost.pack.v1.Pack.Repair:output_type -> packhost.pack.v1.RepairResponse
-	20, // 24: packhost.pack.v1.Pack.ServeHTTP:output_type -> packhost.pack.v1.HTTPResponsePart
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	3,  // 7: packhost.pack.v1.Pack.Describe:input_type -> packhost.pack.v1.DescribeRequest
+	7,  // 8: packhost.pack.v1.Pack.CheckSchema:input_type -> packhost.pack.v1.CheckSchemaRequest
+	10, // 9: packhost.pack.v1.Pack.Backup:input_type -> packhost.pack.v1.BackupRequest
+	11, // 10: packhost.pack.v1.Pack.Restore:input_type -> packhost.pack.v1.RestoreRequest
+	12, // 11: packhost.pack.v1.Pack.Upgrade:input_type -> packhost.pack.v1.UpgradeRequest
+	14, // 12: packhost.pack.v1.Pack.Repair:input_type -> packhost.pack.v1.RepairRequest
+	4,  // 13: packhost.pack.v1.Pack.Describe:output_type -> packhost.pack.v1.DescribeResponse
+	8,  // 14: packhost.pack.v1.Pack.CheckSchema:output_type -> packhost.pack.v1.CheckSchemaResponse
+	13, // 15: packhost.pack.v1.Pack.Backup:output_type -> packhost.pack.v1.Progress
+	13, // 16: packhost.pack.v1.Pack.Restore:output_type -> packhost.pack.v1.Progress
+	13, // 17: packhost.pack.v1.Pack.Upgrade:output_type -> packhost.pack.v1.Progress
+	15, // 18: packhost.pack.v1.Pack.Repair:output_type -> packhost.pack.v1.RepairResponse
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_pack_v1_pack_proto_init() }
@@ -1661,7 +1338,7 @@ func file_pack_v1_pack_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pack_v1_pack_proto_rawDesc), len(file_pack_v1_pack_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

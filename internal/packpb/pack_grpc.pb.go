@@ -31,7 +31,6 @@ const (
 	Pack_Restore_FullMethodName     = "/packhost.pack.v1.Pack/Restore"
 	Pack_Upgrade_FullMethodName     = "/packhost.pack.v1.Pack/Upgrade"
 	Pack_Repair_FullMethodName      = "/packhost.pack.v1.Pack/Repair"
-	Pack_ServeHTTP_FullMethodName   = "/packhost.pack.v1.Pack/ServeHTTP"
 )
 
 // PackClient is the client API for Pack service.
@@ -54,9 +53,6 @@ type PackClient interface {
 	// Repair records, for tables in state version_mismatch, the version that
 	// the live schema really matches.
 	Repair(ctx context.Context, in *RepairRequest, opts ...grpc.CallOption) (*RepairResponse, error)
-	// ServeHTTP answers one HTTP request under the pack's path prefix. The
-	// first message carries the head, later ones body chunks.
-	ServeHTTP(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HTTPRequestPart, HTTPResponsePart], error)
 }
 
 type packClient struct {
@@ -154,19 +150,6 @@ func (c *packClient) Repair(ctx context.Context, in *RepairRequest, opts ...grpc
 	return out, nil
 }
 
-func (c *packClient) ServeHTTP(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HTTPRequestPart, HTTPResponsePart], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Pack_ServiceDesc.Streams[3], Pack_ServeHTTP_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[HTTPRequestPart, HTTPResponsePart]{ClientStream: stream}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Pack_ServeHTTPClient = grpc.BidiStreamingClient[HTTPRequestPart, HTTPResponsePart]
-
 // PackServer is the server API for Pack service.
 // All implementations must embed UnimplementedPackServer
 // for forward compatibility.
@@ -187,9 +170,6 @@ type PackServer interface {
 	// Repair records, for tables in state version_mismatch, the version that
 	// the live schema really matches.
 	Repair(context.Context, *RepairRequest) (*RepairResponse, error)
-	// ServeHTTP answers one HTTP request under the pack's path prefix. The
-	// first message carries the head, later ones body chunks.
-	ServeHTTP(grpc.BidiStreamingServer[HTTPRequestPart, HTTPResponsePart]) error
 	mustEmbedUnimplementedPackServer()
 }
 
@@ -217,9 +197,6 @@ func (UnimplementedPackServer) Upgrade(*UpgradeRequest, grpc.ServerStreamingServ
 }
 func (UnimplementedPackServer) Repair(context.Context, *RepairRequest) (*RepairResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Repair not implemented")
-}
-func (UnimplementedPackServer) ServeHTTP(grpc.BidiStreamingServer[HTTPRequestPart, HTTPResponsePart]) error {
-	return status.Error(codes.Unimplemented, "method ServeHTTP not implemented")
 }
 func (UnimplementedPackServer) mustEmbedUnimplementedPackServer() {}
 func (UnimplementedPackServer) testEmbeddedByValue()              {}
@@ -329,13 +306,6 @@ func _Pack_Repair_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Pack_ServeHTTP_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(PackServer).ServeHTTP(&grpc.GenericServerStream[HTTPRequestPart, HTTPResponsePart]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Pack_ServeHTTPServer = grpc.BidiStreamingServer[HTTPRequestPart, HTTPResponsePart]
-
 // Pack_ServiceDesc is the grpc.ServiceDesc for Pack service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -371,12 +341,6 @@ var Pack_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Upgrade",
 			Handler:       _Pack_Upgrade_Handler,
 			ServerStreams: true,
-		},
-		{
-			StreamName:    "ServeHTTP",
-			Handler:       _Pack_ServeHTTP_Handler,
-			ServerStreams: true,
-			ClientStreams: true,
 		},
 	},
 	Metadata: "pack/v1/pack.proto",

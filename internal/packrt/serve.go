@@ -40,8 +40,17 @@ func Serve(p Spec) {
 	watchParent(logger)
 
 	target, hasDB := dbconn.FromEnv(os.Getenv)
-	srv, closeRT := NewServer(p, logger, target, hasDB)
-	defer closeRT()
+	rt := newRuntime(p, logger, target, hasDB)
+	defer rt.close()
+	// The pages listen before the handshake, so they answer as soon as the
+	// host knows the pack.
+	pages, err := listenPages(rt, os.Getenv(wire.EnvPagesSocket))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pack %s cannot start: %v\n", p.ID, err)
+		os.Exit(1)
+	}
+	defer pages.close()
+	srv := &server{rt: rt}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: wire.Handshake,
 		Plugins:         wire.PluginSet(srv),

@@ -36,7 +36,18 @@ const (
 	// EnvUnixSocketDir is go-plugin's variable naming the directory the
 	// pack creates its socket in. The host points it at a 0700 directory.
 	EnvUnixSocketDir = "PLUGIN_UNIX_SOCKET_DIR"
+	// EnvPagesSocket is the path of the unix socket, inside that same
+	// directory, on which a pack with pages serves them as plain HTTP. The
+	// host's proxy forwards the requests under the pack's prefix there.
+	EnvPagesSocket = "PACKHOST_PAGES_SOCKET"
 )
+
+// HeaderRemoteAddr carries the address of the client the host's proxy
+// answers (host:port) on every request it forwards to a pack's pages. The
+// host sets it, replacing whatever a client sent; the pack's runtime moves
+// it into http.Request.RemoteAddr and removes it, so a page handler sees
+// the client as if it were served directly.
+const HeaderRemoteAddr = "X-Packhost-Remote-Addr"
 
 // Plugin is the go-plugin definition of a pack, served by the SDK (Server
 // set) and dispensed by the host (Impl nil).

@@ -4,6 +4,7 @@
 package demopages
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +15,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/packhost/packhost/plugins/sdk"
 )
 
 // Prefix is where the pages live.
@@ -32,6 +37,30 @@ type Echo struct {
 	Header     map[string][]string `json:"header"`
 	BodyLen    int64               `json:"body_len"`
 	BodySHA256 string              `json:"body_sha256"`
+}
+
+// TrailerBody is the body of /web/trailers.
+const TrailerBody = "a body followed by trailers\n"
+
+// EchoMessages sends every message read from c back, until c or ctx ends.
+func EchoMessages(ctx context.Context, c *websocket.Conn) {
+	for {
+		typ, data, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		if err := c.Write(ctx, typ, data); err != nil {
+			return
+		}
+	}
+}
+
+// writeMark writes a mark whole or not at all (a test waiting for the file
+// must not read it half written).
+func writeMark(path, text string) {
+	if err := os.WriteFile(path+".partial", []byte(text), 0o644); err == nil {
+		os.Rename(path+".partial", path)
+	}
 }
 
 // Handler serves the test pages. markDir, when not empty, is where /wait
@@ -57,13 +86,19 @@ func Handler(markDir string) http.Handler {
 			Header: r.Header, BodyLen: n, BodySHA256: hex.EncodeToString(h.Sum(nil)),
 		})
 	})
-	// /web/stream?chunks=N&size=S writes N chunks of S bytes, flushing
-	// after each; chunk i is filled with the byte 'a'+i%26.
-	mux.HandleFunc("GET /web/stream", func(w http.ResponseWriter, r *http.Request) {
+	// /web/stream?chunks=N&size=S[&delay=MS] reads the request body, then
+	// writes N chunks of S bytes, flushing after each and waiting MS
+	// milliseconds between them; chunk i is filled with the byte 'a'+i%26.
+	mux.HandleFunc("/web/stream", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
 		chunks, _ := strconv.Atoi(r.URL.Query().Get("chunks"))
 		size, _ := strconv.Atoi(r.URL.Query().Get("size"))
+		delay, _ := strconv.Atoi(r.URL.Query().Get("delay"))
 		w.Header().Set("Content-Type", "application/octet-stream")
 		for i := 0; i < chunks; i++ {
+			if i > 0 && delay > 0 {
+				time.Sleep(time.Duration(delay) * time.Millisecond)
+			}
 			b := make([]byte, size)
 			for j := range b {
 				b[j] = byte('a' + i%26)
@@ -82,7 +117,7 @@ func Handler(markDir string) http.Handler {
 		http.NewResponseController(w).Flush()
 		<-r.Context().Done()
 		if markDir != "" {
-			os.WriteFile(filepath.Join(markDir, "cancelled-"+r.URL.Query().Get("id")), []byte(r.Context().Err().Error()), 0o644)
+			writeMark(filepath.Join(markDir, "cancelled-"+r.URL.Query().Get("id")), r.Context().Err().Error())
 		}
 	})
 	// /web/slow?ms=N answers after N milliseconds.
@@ -96,6 +131,65 @@ func Handler(markDir string) http.Handler {
 	})
 	mux.HandleFunc("GET /web/panic", func(w http.ResponseWriter, r *http.Request) {
 		panic("the test pack panics on purpose")
+	})
+	// /web/panic-late panics after its answer started.
+	mux.HandleFunc("GET /web/panic-late", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "the answer starts")
+		http.NewResponseController(w).Flush()
+		panic("the test pack panics on purpose, late")
+	})
+	// /web/upload?id=ID reads the whole body, then leaves a mark saying
+	// how that went: "read N bytes" or "failed after N bytes: ERROR".
+	mux.HandleFunc("/web/upload", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		outcome := fmt.Sprintf("read %d bytes", n)
+		if err != nil {
+			outcome = fmt.Sprintf("failed after %d bytes: %v", n, err)
+		}
+		if markDir != "" {
+			writeMark(filepath.Join(markDir, "upload-"+r.URL.Query().Get("id")), outcome)
+		}
+		io.WriteString(w, outcome+"\n")
+	})
+	// /web/trailers answers a body and the trailers X-Sum and X-Count.
+	mux.HandleFunc("GET /web/trailers", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum, X-Count")
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, TrailerBody)
+		sum := sha256.Sum256([]byte(TrailerBody))
+		w.Header().Set("X-Sum", hex.EncodeToString(sum[:]))
+		w.Header().Set("X-Count", strconv.Itoa(len(TrailerBody)))
+	})
+	// /web/cookies?set=LINE&set=LINE answers with each LINE as a
+	// Set-Cookie header.
+	mux.HandleFunc("GET /web/cookies", func(w http.ResponseWriter, r *http.Request) {
+		for _, line := range r.URL.Query()["set"] {
+			w.Header().Add("Set-Cookie", line)
+		}
+		io.WriteString(w, "cookies set\n")
+	})
+	// /web/db asks the pack's database through the request's context.
+	mux.HandleFunc("GET /web/db", func(w http.ResponseWriter, r *http.Request) {
+		db, err := sdk.DB(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		var n int
+		if err := db.Raw("SELECT 1 + 1").Scan(&n).Error; err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "the database says %d\n", n)
+	})
+	// /web/ws echoes every WebSocket message back.
+	mux.HandleFunc("GET /web/ws", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		EchoMessages(r.Context(), c)
 	})
 	return mux
 }

@@ -9,13 +9,17 @@ import (
 	"github.com/packhost/packhost/plugins/sdk"
 )
 
+// id is the pack's id; a test builds a second pack with the same pages
+// (and so the same prefix) with -X main.id=OTHER.
+var id = "web"
+
 func main() {
 	dir := ""
 	if exe, err := os.Executable(); err == nil {
 		dir = filepath.Dir(exe)
 	}
 	sdk.Serve(sdk.Pack{
-		ID:          "web",
+		ID:          id,
 		Version:     "1.0.0",
 		Description: "Pages for the host's web tests.",
 		Pages:       demopages.Handler(dir),
