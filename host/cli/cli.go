@@ -82,6 +82,7 @@ func commands() []command {
 		{"recover", "an interrupted install: what it left, and the ways out (--retry, --restore PATH, --keep-current)", recoverCmd},
 		{"pack", "pack zips: build, sign; dev-install for the development loop", packCmd},
 		{"keygen", "make an ed25519 key pair for signing update zips", keygenCmd},
+		{"admin", "the admin pages' token: reset-token makes a new one (the file keeps only its hash)", adminCmd},
 		{"updates", "update feed: fetch", updatesCmd},
 		{"version", "print the host's version", func(e env, _ []string) (int, error) {
 			fmt.Fprintln(e.stdout, HostVersion)

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -26,61 +28,159 @@ const TokenFile = "admin_token"
 // pages never see it.
 const CookieName = "packhost_admin"
 
-// EnsureToken returns the admin token of the system directory at root,
-// creating it (mode 0600) and printing it once to out when it does not
-// exist yet. An address that is not loopback is refused while no token
-// file exists: the token must be made, and read by the operator, before
-// the admin pages face a network.
-func EnsureToken(root, addr string, out io.Writer, log hclog.Logger) (string, error) {
+// The admin token file holds only the token's hash: "sha256:<hex>". The
+// token itself is printed once, when it is made; a pack (or anyone) that
+// reads the file learns nothing that logs in. A lost token is replaced
+// with `host admin reset-token`.
+const tokenHashPrefix = "sha256:"
+
+// HashToken is what the token file holds for tok.
+func HashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return tokenHashPrefix + hex.EncodeToString(sum[:])
+}
+
+// EnsureToken returns the admin token's hash for the system directory at
+// root, making a token (its hash in the file, mode 0600) and printing it
+// once to out when there is none; made is the token itself then, and
+// empty otherwise. An address that is not loopback is refused while no
+// token file exists: the token must be made, and read by the operator,
+// before the admin pages face a network. A file of an earlier host that
+// holds the token itself is turned into its hash (the token stays the
+// same).
+func EnsureToken(root, addr string, out io.Writer, log hclog.Logger) (hash, made string, err error) {
 	path := filepath.Join(root, TokenFile)
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
 		fi, err := os.Stat(path)
 		if err != nil {
-			return "", fmt.Errorf("admin token: %w", err)
+			return "", "", fmt.Errorf("admin token: %w", err)
 		}
 		if fi.Mode().Perm()&0o077 != 0 {
-			return "", fmt.Errorf("admin token %s has mode %04o: other users may read it; run `chmod 600 %s` and start again",
+			return "", "", fmt.Errorf("admin token %s has mode %04o: other users may read it; run `chmod 600 %s` and start again",
 				path, fi.Mode().Perm(), path)
 		}
-		tok := strings.TrimSpace(string(data))
-		if len(tok) < 32 {
-			return "", fmt.Errorf("admin token %s is shorter than 32 characters; delete the file to have a new one made on the next start (on a loopback --addr)", path)
+		stored := strings.TrimSpace(string(data))
+		if strings.HasPrefix(stored, tokenHashPrefix) && len(stored) == len(tokenHashPrefix)+64 {
+			return stored, "", nil
 		}
-		return tok, nil
+		if len(stored) < 32 {
+			return "", "", fmt.Errorf("admin token %s is neither a token's hash nor a token; run `host admin reset-token` to make a new one", path)
+		}
+		hash := HashToken(stored)
+		if err := writeToken(path, hash, false); err != nil {
+			return "", "", err
+		}
+		log.Info("the admin token file held the token itself; it now holds its hash (the token is unchanged)", "file", path)
+		return hash, "", nil
 	case !errors.Is(err, os.ErrNotExist):
-		return "", fmt.Errorf("read admin token: %w", err)
+		return "", "", fmt.Errorf("read admin token: %w", err)
 	}
 	if !IsLoopback(addr) {
-		return "", fmt.Errorf("refusing to serve on %s, which is not a loopback address, before the admin token exists: start once on the default --addr 127.0.0.1:8080 to create %s, note the token it prints, then start again with --addr %s",
+		return "", "", fmt.Errorf("refusing to serve on %s, which is not a loopback address, before the admin token exists: start once on the default --addr 127.0.0.1:8080 to create %s, note the token it prints, then start again with --addr %s",
 			addr, path, addr)
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", fmt.Errorf("make admin token: %w", err)
-	}
-	tok := hex.EncodeToString(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tok, hash, err := NewToken(root, true)
 	if err != nil {
-		return "", fmt.Errorf("create admin token: %w", err)
+		return "", "", err
 	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		_ = f.Close()
-		_ = os.Remove(path)
-		return "", fmt.Errorf("write admin token: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(path)
-		return "", fmt.Errorf("write admin token: %w", err)
-	}
-	msg := fmt.Sprintf("admin token (shown once; kept in %s, mode 0600): %s", path, tok)
+	msg := fmt.Sprintf("admin token (shown once; only its hash is kept, in %s, mode 0600): %s", path, tok)
 	if out != nil {
 		fmt.Fprintln(out, msg)
 	} else {
 		log.Info(msg)
 	}
-	return tok, nil
+	return hash, tok, nil
+}
+
+// NewToken makes a new admin token and writes its hash to root's token
+// file (replacing one when exclusive is false), and returns the token.
+func NewToken(root string, exclusive bool) (tok, hash string, err error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", "", fmt.Errorf("make admin token: %w", err)
+	}
+	tok = hex.EncodeToString(raw)
+	hash = HashToken(tok)
+	if err := writeToken(filepath.Join(root, TokenFile), hash, exclusive); err != nil {
+		return "", "", err
+	}
+	return tok, hash, nil
+}
+
+// writeToken writes the token file (0600): only when there is none with
+// exclusive, else through a temporary file and a rename.
+func writeToken(path, content string, exclusive bool) error {
+	if exclusive {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("create admin token: %w", err)
+		}
+		if _, err := f.WriteString(content + "\n"); err != nil {
+			_ = f.Close()
+			_ = os.Remove(path)
+			return fmt.Errorf("write admin token: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			_ = os.Remove(path)
+			return fmt.Errorf("write admin token: %w", err)
+		}
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	return nil
+}
+
+// tokenFile follows the token file while the host serves: a token reset
+// by `host admin reset-token` takes effect at once, and ends every
+// session.
+type tokenFile struct {
+	path string
+	mu   sync.Mutex
+	hash string
+	mod  time.Time
+	size int64
+	// reset is called when the hash changes (the sessions end).
+	reset func()
+}
+
+// current is the hash to check tokens against, read again when the file
+// changed.
+func (t *tokenFile) current() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fi, err := os.Stat(t.path)
+	if err != nil || (fi.ModTime().Equal(t.mod) && fi.Size() == t.size) {
+		return t.hash
+	}
+	data, err := os.ReadFile(t.path)
+	if err != nil {
+		return t.hash
+	}
+	stored := strings.TrimSpace(string(data))
+	if !strings.HasPrefix(stored, tokenHashPrefix) {
+		return t.hash
+	}
+	t.mod, t.size = fi.ModTime(), fi.Size()
+	if stored != t.hash {
+		t.hash = stored
+		if t.reset != nil {
+			t.reset()
+		}
+	}
+	return t.hash
+}
+
+// isToken reports whether tok is the admin token.
+func (s *Server) isToken(tok string) bool {
+	return tok != "" && equal(HashToken(tok), s.tokens.current())
 }
 
 // IsLoopback reports whether a listen address only accepts connections
@@ -128,13 +228,15 @@ type authInfo struct {
 // attempt: a wrong one counts against the client's address, and a client
 // with no attempts left is refused before its token is compared.
 func (s *Server) authenticate(r *http.Request) authInfo {
+	// A token replaced meanwhile ends every session before any is used.
+	s.tokens.current()
 	if h := r.Header.Get("Authorization"); h != "" {
 		client := s.clientAddr(r)
 		if wait := s.logins.wait(client); wait > 0 {
 			return authInfo{wait: wait, client: client}
 		}
 		scheme, tok, ok := strings.Cut(h, " ")
-		if ok && strings.EqualFold(scheme, "Bearer") && equal(strings.TrimSpace(tok), s.token) {
+		if ok && strings.EqualFold(scheme, "Bearer") && s.isToken(strings.TrimSpace(tok)) {
 			return authInfo{kind: authBearer}
 		}
 		s.logins.failed(client)
@@ -207,7 +309,7 @@ func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request, problem st
 	if strings.HasPrefix(r.URL.Path, "/admin/api/") {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="packhost admin"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{
-			"error": "missing or wrong admin token: send Authorization: Bearer <token from " + TokenFile + ">",
+			"error": "missing or wrong admin token: send Authorization: Bearer <the admin token> (printed when it was made; `host admin reset-token` makes a new one)",
 		})
 		return
 	}
@@ -251,10 +353,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := strings.TrimSpace(r.PostFormValue("token"))
-	if tok == "" || !equal(tok, s.token) {
+	if !s.isToken(tok) {
 		s.logins.failed(client)
 		s.log.Warn("admin login refused: wrong token", "remote", r.RemoteAddr, "client", client.String())
-		s.unauthorized(w, r, "That is not the admin token. It is in the file "+TokenFile+" of the system directory.")
+		s.unauthorized(w, r, "That is not the admin token. It was printed when the host made it; if it is lost, `host admin reset-token` makes a new one.")
 		return
 	}
 	// A new id at every login: a cookie planted before the login never

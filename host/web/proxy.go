@@ -290,7 +290,10 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 // cookie (scoped to /admin, so a browser does not send it to pack pages,
 // but cookies ignore ports, and a client may send anything).
 func (s *Server) stripAdminCredentials(h http.Header) {
-	if s.token != "" && slices.ContainsFunc(h.Values("Authorization"), func(v string) bool { return strings.Contains(v, s.token) }) {
+	if slices.ContainsFunc(h.Values("Authorization"), func(v string) bool {
+		scheme, tok, ok := strings.Cut(v, " ")
+		return ok && strings.EqualFold(scheme, "Bearer") && s.isToken(strings.TrimSpace(tok))
+	}) {
 		h.Del("Authorization")
 	}
 	cookies := h.Values("Cookie")

@@ -118,3 +118,10 @@ func (s *sessions) end(id string) {
 	defer s.mu.Unlock()
 	delete(s.m, sessionKey(id))
 }
+
+// endAll ends every session (the admin token was replaced).
+func (s *sessions) endAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.m)
+}

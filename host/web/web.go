@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -71,7 +73,10 @@ type Server struct {
 	cfg      Config
 	settings Settings
 	log      hclog.Logger
+	// token is the admin token when this server made it (printed once);
+	// tokens follows the file that holds its hash.
 	token    string
+	tokens   *tokenFile
 	sessions *sessions
 	logins   *loginLimiter
 	proxy    *proxy
@@ -106,7 +111,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AdminAddr != "" {
 		adminAddr = cfg.AdminAddr
 	}
-	token, err := EnsureToken(cfg.System.Root, adminAddr, cfg.Stdout, cfg.Logger)
+	hash, token, err := EnsureToken(cfg.System.Root, adminAddr, cfg.Stdout, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +146,10 @@ func New(cfg Config) (*Server, error) {
 		sessions: newSessions(nil),
 		logins:   newLoginLimiter(ws.LoginAttempts, time.Duration(ws.LoginInterval)),
 		feed:     newFeedWatcher(cfg.System.Root, *fc, cfg.Logger.Named("feed")),
+	}
+	s.tokens = &tokenFile{path: filepath.Join(cfg.System.Root, TokenFile), hash: hash, reset: s.sessions.endAll}
+	if fi, err := os.Stat(s.tokens.path); err == nil {
+		s.tokens.mod, s.tokens.size = fi.ModTime(), fi.Size()
 	}
 	s.proxy = newProxy(s, cfg.System.Packs)
 	s.handler, s.adminH = s.routes()

@@ -74,8 +74,30 @@ func newServer(t testing.TB, cfg Config) (*Server, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The token file keeps only the hash: the tests remember the token
+	// the first server of a system made (or make one they know).
+	knownMu.Lock()
+	switch {
+	case s.token != "":
+		known[cfg.System.Root] = s.token
+	case known[cfg.System.Root] != "":
+		s.token = known[cfg.System.Root]
+	default:
+		if s.token, _, err = NewToken(cfg.System.Root, false); err != nil {
+			knownMu.Unlock()
+			t.Fatal(err)
+		}
+		known[cfg.System.Root] = s.token
+	}
+	knownMu.Unlock()
 	return s, serve(t, s, s.Handler())
 }
+
+// known are the admin tokens of the systems the tests made, by root.
+var (
+	knownMu sync.Mutex
+	known   = map[string]string{}
+)
 
 // serve serves h on a loopback test server with the http.Server settings
 // of the host's own listeners (read-header and idle timeouts).
