@@ -611,8 +611,10 @@ type TableStatus struct {
 	// Columns that differ, for drift.
 	DriftColumns []string `protobuf:"bytes,7,rep,name=drift_columns,json=driftColumns,proto3" json:"drift_columns,omitempty"`
 	// Human-readable detail.
-	Detail        string `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
-	LiveSchema    string `protobuf:"bytes,9,opt,name=live_schema,json=liveSchema,proto3" json:"live_schema,omitempty"`
+	Detail     string `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
+	LiveSchema string `protobuf:"bytes,9,opt,name=live_schema,json=liveSchema,proto3" json:"live_schema,omitempty"`
+	// The version diff compares the live schema with (for drift).
+	DiffVersion   int32 `protobuf:"varint,10,opt,name=diff_version,json=diffVersion,proto3" json:"diff_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -708,6 +710,13 @@ func (x *TableStatus) GetLiveSchema() string {
 		return x.LiveSchema
 	}
 	return ""
+}
+
+func (x *TableStatus) GetDiffVersion() int32 {
+	if x != nil {
+		return x.DiffVersion
+	}
+	return 0
 }
 
 type BackupRequest struct {
@@ -1131,6 +1140,187 @@ func (x *RepairedTable) GetDetail() string {
 	return ""
 }
 
+type HistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Dialects to compute: "sqlite" (always possible, in memory) and
+	// "postgres" (needs a PostgreSQL database). Empty means the dialect of
+	// the pack's database, or sqlite when it has none.
+	Dialects      []string `protobuf:"bytes,1,rep,name=dialects,proto3" json:"dialects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_pack_v1_pack_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pack_v1_pack_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_pack_v1_pack_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HistoryRequest) GetDialects() []string {
+	if x != nil {
+		return x.Dialects
+	}
+	return nil
+}
+
+type HistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per table and dialect, tables in declaration order.
+	Tables []*TableHistory `protobuf:"bytes,1,rep,name=tables,proto3" json:"tables,omitempty"`
+	// The version of the canonical text's rules (internal/schema.Format).
+	Format        int32 `protobuf:"varint,2,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_pack_v1_pack_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pack_v1_pack_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_pack_v1_pack_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HistoryResponse) GetTables() []*TableHistory {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *HistoryResponse) GetFormat() int32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
+type TableHistory struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Table   string                 `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Dialect string                 `protobuf:"bytes,2,opt,name=dialect,proto3" json:"dialect,omitempty"`
+	// schemas[i] is the canonical text at version i+1.
+	Schemas []string `protobuf:"bytes,3,rep,name=schemas,proto3" json:"schemas,omitempty"`
+	// has_create says the table has a first-install function; create_schema
+	// is what it makes on an empty database, which must equal the last
+	// version's text.
+	HasCreate     bool   `protobuf:"varint,4,opt,name=has_create,json=hasCreate,proto3" json:"has_create,omitempty"`
+	CreateSchema  string `protobuf:"bytes,5,opt,name=create_schema,json=createSchema,proto3" json:"create_schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TableHistory) Reset() {
+	*x = TableHistory{}
+	mi := &file_pack_v1_pack_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TableHistory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TableHistory) ProtoMessage() {}
+
+func (x *TableHistory) ProtoReflect() protoreflect.Message {
+	mi := &file_pack_v1_pack_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TableHistory.ProtoReflect.Descriptor instead.
+func (*TableHistory) Descriptor() ([]byte, []int) {
+	return file_pack_v1_pack_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TableHistory) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *TableHistory) GetDialect() string {
+	if x != nil {
+		return x.Dialect
+	}
+	return ""
+}
+
+func (x *TableHistory) GetSchemas() []string {
+	if x != nil {
+		return x.Schemas
+	}
+	return nil
+}
+
+func (x *TableHistory) GetHasCreate() bool {
+	if x != nil {
+		return x.HasCreate
+	}
+	return false
+}
+
+func (x *TableHistory) GetCreateSchema() string {
+	if x != nil {
+		return x.CreateSchema
+	}
+	return ""
+}
+
 type Header struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1141,7 +1331,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_pack_v1_pack_proto_msgTypes[15]
+	mi := &file_pack_v1_pack_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1343,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_pack_v1_pack_proto_msgTypes[15]
+	mi := &file_pack_v1_pack_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1356,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_pack_v1_pack_proto_rawDescGZIP(), []int{15}
+	return file_pack_v1_pack_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Header) GetKey() string {
@@ -1194,7 +1384,7 @@ type HTTPRequestPart struct {
 
 func (x *HTTPRequestPart) Reset() {
 	*x = HTTPRequestPart{}
-	mi := &file_pack_v1_pack_proto_msgTypes[16]
+	mi := &file_pack_v1_pack_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1396,7 @@ func (x *HTTPRequestPart) String() string {
 func (*HTTPRequestPart) ProtoMessage() {}
 
 func (x *HTTPRequestPart) ProtoReflect() protoreflect.Message {
-	mi := &file_pack_v1_pack_proto_msgTypes[16]
+	mi := &file_pack_v1_pack_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1409,7 @@ func (x *HTTPRequestPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPRequestPart.ProtoReflect.Descriptor instead.
 func (*HTTPRequestPart) Descriptor() ([]byte, []int) {
-	return file_pack_v1_pack_proto_rawDescGZIP(), []int{16}
+	return file_pack_v1_pack_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HTTPRequestPart) GetHead() *HTTPRequestHead {
@@ -1250,7 +1440,7 @@ type HTTPRequestHead struct {
 
 func (x *HTTPRequestHead) Reset() {
 	*x = HTTPRequestHead{}
-	mi := &file_pack_v1_pack_proto_msgTypes[17]
+	mi := &file_pack_v1_pack_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1452,7 @@ func (x *HTTPRequestHead) String() string {
 func (*HTTPRequestHead) ProtoMessage() {}
 
 func (x *HTTPRequestHead) ProtoReflect() protoreflect.Message {
-	mi := &file_pack_v1_pack_proto_msgTypes[17]
+	mi := &file_pack_v1_pack_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1465,7 @@ func (x *HTTPRequestHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPRequestHead.ProtoReflect.Descriptor instead.
 func (*HTTPRequestHead) Descriptor() ([]byte, []int) {
-	return file_pack_v1_pack_proto_rawDescGZIP(), []int{17}
+	return file_pack_v1_pack_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HTTPRequestHead) GetMethod() string {
@@ -1331,7 +1521,7 @@ type HTTPResponsePart struct {
 
 func (x *HTTPResponsePart) Reset() {
 	*x = HTTPResponsePart{}
-	mi := &file_pack_v1_pack_proto_msgTypes[18]
+	mi := &file_pack_v1_pack_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1533,7 @@ func (x *HTTPResponsePart) String() string {
 func (*HTTPResponsePart) ProtoMessage() {}
 
 func (x *HTTPResponsePart) ProtoReflect() protoreflect.Message {
-	mi := &file_pack_v1_pack_proto_msgTypes[18]
+	mi := &file_pack_v1_pack_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1546,7 @@ func (x *HTTPResponsePart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPResponsePart.ProtoReflect.Descriptor instead.
 func (*HTTPResponsePart) Descriptor() ([]byte, []int) {
-	return file_pack_v1_pack_proto_rawDescGZIP(), []int{18}
+	return file_pack_v1_pack_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HTTPResponsePart) GetHead() *HTTPResponseHead {
@@ -1383,7 +1573,7 @@ type HTTPResponseHead struct {
 
 func (x *HTTPResponseHead) Reset() {
 	*x = HTTPResponseHead{}
-	mi := &file_pack_v1_pack_proto_msgTypes[19]
+	mi := &file_pack_v1_pack_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1585,7 @@ func (x *HTTPResponseHead) String() string {
 func (*HTTPResponseHead) ProtoMessage() {}
 
 func (x *HTTPResponseHead) ProtoReflect() protoreflect.Message {
-	mi := &file_pack_v1_pack_proto_msgTypes[19]
+	mi := &file_pack_v1_pack_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1598,7 @@ func (x *HTTPResponseHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPResponseHead.ProtoReflect.Descriptor instead.
 func (*HTTPResponseHead) Descriptor() ([]byte, []int) {
-	return file_pack_v1_pack_proto_rawDescGZIP(), []int{19}
+	return file_pack_v1_pack_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HTTPResponseHead) GetStatus() int32 {
@@ -1462,7 +1652,7 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\x12CheckSchemaRequest\x12\x16\n" +
 	"\x06tables\x18\x01 \x03(\tR\x06tables\"L\n" +
 	"\x13CheckSchemaResponse\x125\n" +
-	"\x06tables\x18\x01 \x03(\v2\x1d.packhost.pack.v1.TableStatusR\x06tables\"\xc0\x02\n" +
+	"\x06tables\x18\x01 \x03(\v2\x1d.packhost.pack.v1.TableStatusR\x06tables\"\xe3\x02\n" +
 	"\vTableStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x11installed_version\x18\x02 \x01(\x05R\x10installedVersion\x12!\n" +
@@ -1473,7 +1663,9 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\rdrift_columns\x18\a \x03(\tR\fdriftColumns\x12\x16\n" +
 	"\x06detail\x18\b \x01(\tR\x06detail\x12\x1f\n" +
 	"\vlive_schema\x18\t \x01(\tR\n" +
-	"liveSchema\"X\n" +
+	"liveSchema\x12!\n" +
+	"\fdiff_version\x18\n" +
+	" \x01(\x05R\vdiffVersion\"X\n" +
 	"\rBackupRequest\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x1d\n" +
 	"\n" +
@@ -1502,7 +1694,19 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\x06before\x18\x02 \x01(\x05R\x06before\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\x05R\x05after\x12?\n" +
 	"\fstate_before\x18\x04 \x01(\x0e2\x1c.packhost.pack.v1.TableStateR\vstateBefore\x12\x16\n" +
-	"\x06detail\x18\x05 \x01(\tR\x06detail\"2\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\",\n" +
+	"\x0eHistoryRequest\x12\x1a\n" +
+	"\bdialects\x18\x01 \x03(\tR\bdialects\"a\n" +
+	"\x0fHistoryResponse\x126\n" +
+	"\x06tables\x18\x01 \x03(\v2\x1e.packhost.pack.v1.TableHistoryR\x06tables\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\x05R\x06format\"\x9c\x01\n" +
+	"\fTableHistory\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12\x18\n" +
+	"\adialect\x18\x02 \x01(\tR\adialect\x12\x18\n" +
+	"\aschemas\x18\x03 \x03(\tR\aschemas\x12\x1d\n" +
+	"\n" +
+	"has_create\x18\x04 \x01(\bR\thasCreate\x12#\n" +
+	"\rcreate_schema\x18\x05 \x01(\tR\fcreateSchema\"2\n" +
 	"\x06Header\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
 	"\x06values\x18\x02 \x03(\tR\x06values\"\\\n" +
@@ -1544,14 +1748,15 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\x14TABLE_STATE_OUTDATED\x10\x03\x12\x15\n" +
 	"\x11TABLE_STATE_NEWER\x10\x04\x12 \n" +
 	"\x1cTABLE_STATE_VERSION_MISMATCH\x10\x05\x12\x15\n" +
-	"\x11TABLE_STATE_DRIFT\x10\x062\xb9\x04\n" +
+	"\x11TABLE_STATE_DRIFT\x10\x062\x89\x05\n" +
 	"\x04Pack\x12Q\n" +
 	"\bDescribe\x12!.packhost.pack.v1.DescribeRequest\x1a\".packhost.pack.v1.DescribeResponse\x12Z\n" +
 	"\vCheckSchema\x12$.packhost.pack.v1.CheckSchemaRequest\x1a%.packhost.pack.v1.CheckSchemaResponse\x12G\n" +
 	"\x06Backup\x12\x1f.packhost.pack.v1.BackupRequest\x1a\x1a.packhost.pack.v1.Progress0\x01\x12I\n" +
 	"\aRestore\x12 .packhost.pack.v1.RestoreRequest\x1a\x1a.packhost.pack.v1.Progress0\x01\x12I\n" +
 	"\aUpgrade\x12 .packhost.pack.v1.UpgradeRequest\x1a\x1a.packhost.pack.v1.Progress0\x01\x12K\n" +
-	"\x06Repair\x12\x1f.packhost.pack.v1.RepairRequest\x1a .packhost.pack.v1.RepairResponse\x12V\n" +
+	"\x06Repair\x12\x1f.packhost.pack.v1.RepairRequest\x1a .packhost.pack.v1.RepairResponse\x12N\n" +
+	"\aHistory\x12 .packhost.pack.v1.HistoryRequest\x1a!.packhost.pack.v1.HistoryResponse\x12V\n" +
 	"\tServeHTTP\x12!.packhost.pack.v1.HTTPRequestPart\x1a\".packhost.pack.v1.HTTPResponsePart(\x010\x01B.Z,github.com/packhost/packhost/internal/packpbb\x06proto3"
 
 var (
@@ -1567,7 +1772,7 @@ func file_pack_v1_pack_proto_rawDescGZIP() []byte {
 }
 
 var file_pack_v1_pack_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pack_v1_pack_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_pack_v1_pack_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_pack_v1_pack_proto_goTypes = []any{
 	(ErrorCode)(0),              // 0: packhost.pack.v1.ErrorCode
 	(TableState)(0),             // 1: packhost.pack.v1.TableState
@@ -1586,11 +1791,14 @@ var file_pack_v1_pack_proto_goTypes = []any{
 	(*RepairRequest)(nil),       // 14: packhost.pack.v1.RepairRequest
 	(*RepairResponse)(nil),      // 15: packhost.pack.v1.RepairResponse
 	(*RepairedTable)(nil),       // 16: packhost.pack.v1.RepairedTable
-	(*Header)(nil),              // 17: packhost.pack.v1.Header
-	(*HTTPRequestPart)(nil),     // 18: packhost.pack.v1.HTTPRequestPart
-	(*HTTPRequestHead)(nil),     // 19: packhost.pack.v1.HTTPRequestHead
-	(*HTTPResponsePart)(nil),    // 20: packhost.pack.v1.HTTPResponsePart
-	(*HTTPResponseHead)(nil),    // 21: packhost.pack.v1.HTTPResponseHead
+	(*HistoryRequest)(nil),      // 17: packhost.pack.v1.HistoryRequest
+	(*HistoryResponse)(nil),     // 18: packhost.pack.v1.HistoryResponse
+	(*TableHistory)(nil),        // 19: packhost.pack.v1.TableHistory
+	(*Header)(nil),              // 20: packhost.pack.v1.Header
+	(*HTTPRequestPart)(nil),     // 21: packhost.pack.v1.HTTPRequestPart
+	(*HTTPRequestHead)(nil),     // 22: packhost.pack.v1.HTTPRequestHead
+	(*HTTPResponsePart)(nil),    // 23: packhost.pack.v1.HTTPResponsePart
+	(*HTTPResponseHead)(nil),    // 24: packhost.pack.v1.HTTPResponseHead
 }
 var file_pack_v1_pack_proto_depIdxs = []int32{
 	0,  // 0: packhost.pack.v1.ErrorDetail.code:type_name -> packhost.pack.v1.ErrorCode
@@ -1600,29 +1808,32 @@ var file_pack_v1_pack_proto_depIdxs = []int32{
 	1,  // 4: packhost.pack.v1.TableStatus.state:type_name -> packhost.pack.v1.TableState
 	16, // 5: packhost.pack.v1.RepairResponse.tables:type_name -> packhost.pack.v1.RepairedTable
 	1,  // 6: packhost.pack.v1.RepairedTable.state_before:type_name -> packhost.pack.v1.TableState
-	19, // 7: packhost.pack.v1.HTTPRequestPart.head:type_name -> packhost.pack.v1.HTTPRequestHead
-	17, // 8: packhost.pack.v1.HTTPRequestHead.headers:type_name -> packhost.pack.v1.Header
-	21, // 9: packhost.pack.v1.HTTPResponsePart.head:type_name -> packhost.pack.v1.HTTPResponseHead
-	17, // 10: packhost.pack.v1.HTTPResponseHead.headers:type_name -> packhost.pack.v1.Header
-	3,  // 11: packhost.pack.v1.Pack.Describe:input_type -> packhost.pack.v1.DescribeRequest
-	7,  // 12: packhost.pack.v1.Pack.CheckSchema:input_type -> packhost.pack.v1.CheckSchemaRequest
-	10, // 13: packhost.pack.v1.Pack.Backup:input_type -> packhost.pack.v1.BackupRequest
-	11, // 14: packhost.pack.v1.Pack.Restore:input_type -> packhost.pack.v1.RestoreRequest
-	12, // 15: packhost.pack.v1.Pack.Upgrade:input_type -> packhost.pack.v1.UpgradeRequest
-	14, // 16: packhost.pack.v1.Pack.Repair:input_type -> packhost.pack.v1.RepairRequest
-	18, // 17: packhost.pack.v1.Pack.ServeHTTP:input_type -> packhost.pack.v1.HTTPRequestPart
-	4,  // 18: packhost.pack.v1.Pack.Describe:output_type -> packhost.pack.v1.DescribeResponse
-	8,  // 19: packhost.pack.v1.Pack.CheckSchema:output_type -> packhost.pack.v1.CheckSchemaResponse
-	13, // 20: packhost.pack.v1.Pack.Backup:output_type -> packhost.pack.v1.Progress
-	13, // 21: packhost.pack.v1.Pack.Restore:output_type -> packhost.pack.v1.Progress
-	13, // 22: packhost.pack.v1.Pack.Upgrade:output_type -> packhost.pack.v1.Progress
-	15, // 23: packhost.pack.v1.Pack.Repair:output_type -> packhost.pack.v1.RepairResponse
-	20, // 24: packhost.pack.v1.Pack.ServeHTTP:output_type -> packhost.pack.v1.HTTPResponsePart
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	19, // 7: packhost.pack.v1.HistoryResponse.tables:type_name -> packhost.pack.v1.TableHistory
+	22, // 8: packhost.pack.v1.HTTPRequestPart.head:type_name -> packhost.pack.v1.HTTPRequestHead
+	20, // 9: packhost.pack.v1.HTTPRequestHead.headers:type_name -> packhost.pack.v1.Header
+	24, // 10: packhost.pack.v1.HTTPResponsePart.head:type_name -> packhost.pack.v1.HTTPResponseHead
+	20, // 11: packhost.pack.v1.HTTPResponseHead.headers:type_name -> packhost.pack.v1.Header
+	3,  // 12: packhost.pack.v1.Pack.Describe:input_type -> packhost.pack.v1.DescribeRequest
+	7,  // 13: packhost.pack.v1.Pack.CheckSchema:input_type -> packhost.pack.v1.CheckSchemaRequest
+	10, // 14: packhost.pack.v1.Pack.Backup:input_type -> packhost.pack.v1.BackupRequest
+	11, // 15: packhost.pack.v1.Pack.Restore:input_type -> packhost.pack.v1.RestoreRequest
+	12, // 16: packhost.pack.v1.Pack.Upgrade:input_type -> packhost.pack.v1.UpgradeRequest
+	14, // 17: packhost.pack.v1.Pack.Repair:input_type -> packhost.pack.v1.RepairRequest
+	17, // 18: packhost.pack.v1.Pack.History:input_type -> packhost.pack.v1.HistoryRequest
+	21, // 19: packhost.pack.v1.Pack.ServeHTTP:input_type -> packhost.pack.v1.HTTPRequestPart
+	4,  // 20: packhost.pack.v1.Pack.Describe:output_type -> packhost.pack.v1.DescribeResponse
+	8,  // 21: packhost.pack.v1.Pack.CheckSchema:output_type -> packhost.pack.v1.CheckSchemaResponse
+	13, // 22: packhost.pack.v1.Pack.Backup:output_type -> packhost.pack.v1.Progress
+	13, // 23: packhost.pack.v1.Pack.Restore:output_type -> packhost.pack.v1.Progress
+	13, // 24: packhost.pack.v1.Pack.Upgrade:output_type -> packhost.pack.v1.Progress
+	15, // 25: packhost.pack.v1.Pack.Repair:output_type -> packhost.pack.v1.RepairResponse
+	18, // 26: packhost.pack.v1.Pack.History:output_type -> packhost.pack.v1.HistoryResponse
+	23, // 27: packhost.pack.v1.Pack.ServeHTTP:output_type -> packhost.pack.v1.HTTPResponsePart
+	20, // [20:28] is the sub-list for method output_type
+	12, // [12:20] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_pack_v1_pack_proto_init() }
@@ -1636,7 +1847,7 @@ func file_pack_v1_pack_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pack_v1_pack_proto_rawDesc), len(file_pack_v1_pack_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
