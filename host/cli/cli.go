@@ -53,7 +53,8 @@ func (c *common) logger(e env) hclog.Logger {
 
 func (c *common) options(e env, readOnly bool) system.Options {
 	return system.Options{Root: c.root, DBFlag: c.db, ReadOnly: readOnly, StartTimeout: c.startTimeout, Logger: c.logger(e),
-		Pending: inspectPending, Checks: interruptedInstall}
+		Pending: func(root string) ([]report.PendingUpdate, error) { return inspectPending(e, *c, root) },
+		Checks:  interruptedInstall}
 }
 
 // openForChange opens the system for a command that may change it: an

@@ -8,6 +8,7 @@ import (
 
 	"github.com/packhost/packhost/host/install"
 	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/preflight"
 	"github.com/packhost/packhost/host/progress"
 	"github.com/packhost/packhost/host/recovery"
 	"github.com/packhost/packhost/host/report"
@@ -334,9 +335,19 @@ func recoverInstall(e env, c common) error {
 }
 
 // inspectPending reports the zips in Updates_Pending with what they hold
-// and every problem found, changing nothing.
-func inspectPending(root string) ([]report.PendingUpdate, error) {
+// and every problem an install would refuse them for (host/preflight:
+// this database, the zips' binaries), changing nothing.
+func inspectPending(e env, c common, root string) ([]report.PendingUpdate, error) {
 	zips, err := updatezip.Inspect(root, updatezip.Options{HostVersion: HostVersion})
+	if err != nil {
+		return updatezip.Reports(zips), err
+	}
+	target, err := dbconn.ParseFlag(c.db, filepath.Join(root, system.DataDir, system.SQLiteFile))
+	if err != nil {
+		return updatezip.Reports(zips), err
+	}
+	env := preflight.Env{Root: root, Packs: packs.Config{DB: target, HasDB: true, StartTimeout: c.startTimeout, Logger: c.logger(e)}}
+	err = preflight.Check(e.ctx, env, zips)
 	return updatezip.Reports(zips), err
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/preflight"
 	"github.com/packhost/packhost/host/recovery"
 	"github.com/packhost/packhost/host/sysbackup"
 	"github.com/packhost/packhost/host/system"
@@ -140,6 +141,9 @@ func (in *Installer) Install(ctx context.Context, running []*packs.Pack) (*Resul
 	}
 	zips, err := updatezip.Inspect(in.Root, in.Inspect)
 	if err != nil {
+		return nil, err
+	}
+	if err := preflight.Check(ctx, preflight.Env{Root: in.Root, Packs: in.Packs, Platform: in.Inspect.Platform}, zips); err != nil {
 		return nil, err
 	}
 	if len(zips) == 0 {

@@ -79,7 +79,12 @@ type PendingUpdate struct {
 	SignedBy  string              `json:"signed_by,omitempty"`
 	WhatsNew  string              `json:"whats_new,omitempty"`
 	DBChanges []manifest.DBChange `json:"db_changes,omitempty"`
-	Problems  []string            `json:"problems,omitempty"`
+	// Problems are why the zip cannot be installed, found before anything
+	// would change (the zip, its binary, this database).
+	Problems []string `json:"problems,omitempty"`
+	// Warnings are what could not be checked before the install, and what
+	// the install does about it.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Finish computes the exit code and hints from the contents, in the order
@@ -102,7 +107,11 @@ func (r *Report) Finish() {
 		r.ExitCode = ExitError
 	case len(r.PendingUpdates) > 0:
 		r.ExitCode = ExitCodeUpdates
-		r.Hints = append(r.Hints, "code updates are pending: run `host run --install-updates` to install them, or `host run --ignore-updates` to serve without them")
+		if r.pendingProblems() {
+			r.Hints = append(r.Hints, "a pending update zip cannot be installed (its problems are listed above), and an install takes every pending zip or none: fix or remove it, or run `host run --ignore-updates` to serve without the updates")
+		} else {
+			r.Hints = append(r.Hints, "code updates are pending: run `host run --install-updates` to install them, or `host run --ignore-updates` to serve without them")
+		}
 	case conflict:
 		r.ExitCode = ExitSchemaConflict
 	case needs:
@@ -119,6 +128,16 @@ func (r *Report) Finish() {
 	if needs {
 		r.Hints = append(r.Hints, "database updates are needed: run `host run --update-db` (it backs up first), or `host run --admin-only` to serve only the admin pages")
 	}
+}
+
+// pendingProblems reports whether a pending zip cannot be installed.
+func (r *Report) pendingProblems() bool {
+	for _, u := range r.PendingUpdates {
+		if len(u.Problems) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Conflict reports whether a table is newer than its code, drifted, or at
@@ -189,7 +208,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 			fmt.Fprintf(w, "\n%s.%s (%s): %s\n", p.ID, t.Name, t.State, t.Detail)
 			if t.Diff != "" {
-				fmt.Fprintf(w, "  registered (-) against live (+):\n    %s\n", strings.ReplaceAll(strings.TrimRight(t.Diff, "\n"), "\n", "\n    "))
+				fmt.Fprintf(w, "  the version's schema (-) against the live table (+):\n%s\n", indent(t.Diff, "    "))
 			}
 		}
 	}
@@ -205,26 +224,23 @@ func (r *Report) WriteText(w io.Writer) error {
 			if u.SignedBy != "" {
 				sig += " (" + u.SignedBy + ")"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.File, Dash(u.PackID), Dash(u.InstalledVersion), Dash(u.Version), sig, u.Size, Dash(strings.Join(u.Problems, "; ")))
+			// One line per zip: each problem's first line; the whole of
+			// each follows the table.
+			var first []string
+			for _, p := range u.Problems {
+				l, rest, long := strings.Cut(p, "\n")
+				if long && rest != "" {
+					l = strings.TrimSuffix(l, ":") + " (below)"
+				}
+				first = append(first, l)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.File, Dash(u.PackID), Dash(u.InstalledVersion), Dash(u.Version), sig, u.Size, Dash(strings.Join(first, "; ")))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 		for _, u := range r.PendingUpdates {
-			if u.WhatsNew == "" && len(u.DBChanges) == 0 {
-				continue
-			}
-			fmt.Fprintf(w, "\n  %s %s:\n", u.PackID, u.Version)
-			if u.WhatsNew != "" {
-				fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(strings.TrimRight(u.WhatsNew, "\n"), "\n", "\n    "))
-			}
-			for _, c := range u.DBChanges {
-				d := ""
-				if c.Destructive {
-					d = " (destructive)"
-				}
-				fmt.Fprintf(w, "    table %s %d -> %d: %s%s\n", c.Table, c.From, c.To, c.Summary, d)
-			}
+			writePendingDetails(w, u)
 		}
 	}
 	for _, p := range r.Problems {
@@ -262,4 +278,48 @@ func Dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// writePendingDetails writes what a pending zip brings and what stands in
+// its way, when there is more than its row says.
+func writePendingDetails(w io.Writer, u PendingUpdate) {
+	long := false
+	for _, p := range u.Problems {
+		long = long || strings.Contains(p, "\n")
+	}
+	if u.WhatsNew == "" && len(u.DBChanges) == 0 && len(u.Warnings) == 0 && !long {
+		return
+	}
+	name := u.File
+	if u.PackID != "" {
+		name = u.PackID + " " + u.Version
+	}
+	fmt.Fprintf(w, "\n  %s:\n", name)
+	if u.WhatsNew != "" {
+		fmt.Fprintln(w, indent(u.WhatsNew, "    "))
+	}
+	for _, c := range u.DBChanges {
+		d := ""
+		if c.Destructive {
+			d = " (destructive)"
+		}
+		fmt.Fprintf(w, "    table %s %d -> %d: %s%s\n", c.Table, c.From, c.To, c.Summary, d)
+		for _, f := range c.Lint {
+			fmt.Fprintf(w, "      lint %s: %s\n", f.Rule, f.Message)
+		}
+	}
+	if long {
+		for _, p := range u.Problems {
+			fmt.Fprintf(w, "    problem: %s\n", strings.TrimPrefix(indent(p, "      "), "      "))
+		}
+	}
+	for _, x := range u.Warnings {
+		fmt.Fprintf(w, "    warning: %s\n", x)
+	}
+}
+
+// indent prefixes every line of s.
+func indent(s, prefix string) string {
+	s = strings.TrimRight(s, "\n")
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
 }
