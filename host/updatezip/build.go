@@ -77,7 +77,7 @@ type BuildResult struct {
 //  4. Write the zip beside its final name and rename it into place.
 func Build(ctx context.Context, o BuildOptions) (*BuildResult, error) {
 	res := &BuildResult{}
-	info, h, err := describeBinary(ctx, o)
+	info, h, dialects, err := describeBinary(ctx, o)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +94,7 @@ func Build(ctx context.Context, o BuildOptions) (*BuildResult, error) {
 	if m.Released == "" {
 		m.Released = time.Now().UTC().Format("2006-01-02")
 	}
-	if m.History, err = manifestHistory(info, h); err != nil {
+	if m.History, err = manifestHistory(info, h, dialects); err != nil {
 		return nil, fmt.Errorf("build %s %s: %w", m.ID, m.Version, err)
 	}
 	if m.DBChanges, err = lintedChanges(info, m.History); err != nil {

@@ -33,7 +33,7 @@ var ErrUnmarkedDestructive = errors.New("a step loses data but is not marked Des
 
 // describeBinary starts the binary (with the PostgreSQL database when one
 // is given) and returns its Describe and History answers.
-func describeBinary(ctx context.Context, o BuildOptions) (*packpb.DescribeResponse, *packpb.HistoryResponse, error) {
+func describeBinary(ctx context.Context, o BuildOptions) (*packpb.DescribeResponse, *packpb.HistoryResponse, []string, error) {
 	cfg := o.Launch
 	dialects := []string{dbconn.SQLite}
 	if o.PostgresDSN != "" {
@@ -44,12 +44,12 @@ func describeBinary(ctx context.Context, o BuildOptions) (*packpb.DescribeRespon
 	}
 	l, err := packs.NewLauncher(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("build: %w", err)
+		return nil, nil, nil, fmt.Errorf("build: %w", err)
 	}
 	defer l.Close()
 	p, err := l.StartBinary(ctx, o.Binary)
 	if err != nil {
-		return nil, nil, fmt.Errorf("build: describe %s: %w", o.Binary, err)
+		return nil, nil, nil, fmt.Errorf("build: describe %s: %w", o.Binary, err)
 	}
 	defer p.Stop()
 	h, err := p.RPC().History(ctx, &packpb.HistoryRequest{Dialects: dialects})
@@ -58,19 +58,20 @@ func describeBinary(ctx context.Context, o BuildOptions) (*packpb.DescribeRespon
 		if o.PostgresDSN != "" && !errors.Is(err, packerr.ErrStepFailed) {
 			err = fmt.Errorf("%w (PostgreSQL server %s)", err, dbconn.Redact(o.PostgresDSN))
 		}
-		return nil, nil, fmt.Errorf("build %s %s: compute the schema of every version of its tables: %w", p.Info.Id, p.Info.Version, err)
+		return nil, nil, nil, fmt.Errorf("build %s %s: compute the schema of every version of its tables: %w", p.Info.Id, p.Info.Version, err)
 	}
-	return p.Info, h, nil
+	return p.Info, h, dialects, nil
 }
 
-// manifestHistory turns the pack's History answer into the manifest's,
-// refusing a table whose Create makes another schema than its last step.
-func manifestHistory(info *packpb.DescribeResponse, resp *packpb.HistoryResponse) (*manifest.History, error) {
+// manifestHistory turns the pack's History answer on dialects into the
+// manifest's, refusing a table whose Create makes another schema than its
+// last step.
+func manifestHistory(info *packpb.DescribeResponse, resp *packpb.HistoryResponse, dialects []string) (*manifest.History, error) {
 	code := map[string]int{}
 	for _, t := range info.Tables {
 		code[t.Name] = int(t.CodeVersion)
 	}
-	h := &manifest.History{Format: int(resp.Format)}
+	h := &manifest.History{Format: int(resp.Format), Dialects: dialects, Schemas: []manifest.TableSchema{}}
 	var problems []string
 	for _, th := range resp.Tables {
 		if !h.Has(th.Dialect) {
