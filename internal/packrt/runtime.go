@@ -126,8 +126,9 @@ func (r *runtime) checkTable(ctx context.Context, db *gorm.DB, t Table) (*packpb
 // tableCheck is what inspectTable found: the status, and what a repair
 // would record.
 type tableCheck struct {
-	st   *packpb.TableStatus
-	live string
+	st     *packpb.TableStatus
+	live   string
+	exists bool
 	// register says the live schema is the recorded version's (by the
 	// code's steps) but schema_registry holds no row for it.
 	register bool
@@ -162,7 +163,7 @@ func (r *runtime) inspectTable(ctx context.Context, db *gorm.DB, t Table, verify
 	if err != nil {
 		return nil, fmt.Errorf("check %s: %w", t.Name, err)
 	}
-	st.LiveSchema, c.live = live, live
+	st.LiveSchema, c.live, c.exists = live, live, exists
 	switch {
 	case installed > code:
 		st.State = packpb.TableState_TABLE_STATE_NEWER
@@ -191,23 +192,37 @@ func (r *runtime) inspectTable(ctx context.Context, db *gorm.DB, t Table, verify
 	}
 
 	if installed == 0 {
-		// A table this pack declares exists, but no version is recorded
-		// for it: ours only if it is exactly one of our versions.
-		if m := vs.matches(live); len(m) > 0 {
-			mismatch(st, m, fmt.Sprintf("no version is recorded for table %s in pack_settings, but its live schema is that of version %d; run `host db repair` to record it",
-				t.Name, m[0]))
-			return c, nil
-		}
-		st.State = packpb.TableState_TABLE_STATE_DRIFT
-		st.Detail = fmt.Sprintf("a table named %s exists but no version is recorded for it in pack_settings, and its schema is no version of pack %s's table; rename or drop it, or restore the backup it came from",
-			t.Name, r.pack.ID)
-		vs.diffNearest(st, live, 0)
-		return c, nil
+		r.judgeUnrecorded(c, t, vs)
+	} else {
+		r.judgeRecorded(c, t, vs, installed)
 	}
+	return c, nil
+}
 
+// judgeUnrecorded judges a table this pack declares that exists while no
+// version is recorded for it: ours only if it is exactly one of our
+// versions.
+func (r *runtime) judgeUnrecorded(c *tableCheck, t Table, vs knownVersions) {
+	st, live := c.st, c.live
+	if m := vs.matches(live); len(m) > 0 {
+		mismatch(st, m, fmt.Sprintf("no version is recorded for table %s in pack_settings, but its live schema is that of version %d; run `host db repair` to record it",
+			t.Name, m[0]))
+		return
+	}
+	st.State = packpb.TableState_TABLE_STATE_DRIFT
+	st.Detail = fmt.Sprintf("a table named %s exists but no version is recorded for it in pack_settings, and its schema is no version of pack %s's table; rename or drop it, or restore the backup it came from",
+		t.Name, r.pack.ID)
+	vs.diffNearest(st, live, 0)
+}
+
+// judgeRecorded judges a table at a recorded version against that
+// version's schema (registered and made by the steps), then every other's.
+func (r *runtime) judgeRecorded(c *tableCheck, t Table, vs knownVersions, installed int) {
+	st, live, code := c.st, c.live, t.Version()
+	reg, hasReg := vs.regs[installed]
 	want, hasWant := vs.code.At(installed)
 	switch {
-	case !exists:
+	case !c.exists:
 		st.State = packpb.TableState_TABLE_STATE_DRIFT
 		st.Detail = fmt.Sprintf("version %d is recorded but the table does not exist", installed)
 		if hasReg {
@@ -217,18 +232,18 @@ func (r *runtime) inspectTable(ctx context.Context, db *gorm.DB, t Table, verify
 			st.Diff, st.DriftColumns = schema.Diff(want, "")
 			st.DiffVersion = int32(installed)
 		}
-		return c, nil
+		return
 	case hasReg && reg.SchemaText == live && hasWant && want != live:
 		st.State = packpb.TableState_TABLE_STATE_DRIFT
 		st.Detail = fmt.Sprintf("the table is version %d as registered on this database, but pack %s %s's steps make a different version %d: a released step was changed, removed or reordered; install the release that matches this database, or restore a backup",
 			installed, r.pack.ID, r.pack.Version, installed)
 		st.Diff, st.DriftColumns = schema.Diff(want, live)
 		st.DiffVersion = int32(installed)
-		return c, nil
+		return
 	case hasWant && want == live && hasReg && reg.SchemaText != live:
 		mismatch(st, []int{installed}, fmt.Sprintf("the live table is version %d as pack %s's steps make it, but schema_registry holds another schema for version %d (written by another build of the pack); run `host db repair` to record the live one",
 			installed, r.pack.ID, installed))
-		return c, nil
+		return
 	case (hasWant && want == live) || (!hasWant && hasReg && reg.SchemaText == live):
 		st.State = packpb.TableState_TABLE_STATE_OK
 		if installed < code {
@@ -241,11 +256,11 @@ func (r *runtime) inspectTable(ctx context.Context, db *gorm.DB, t Table, verify
 		case !hasWant && vs.codeErr != nil:
 			st.Detail = fmt.Sprintf("the table matches its registered version %d, but the pack's steps could not be replayed to check that the code still makes it so: %v", installed, vs.codeErr)
 		}
-		return c, nil
+		return
 	case !hasWant && !hasReg:
 		if m := vs.matches(live); len(m) > 0 {
 			mismatch(st, m, fmt.Sprintf("recorded version is %d but the live schema is that of registered version %d; run `host db repair`", installed, m[0]))
-			return c, nil
+			return
 		}
 		// Nothing to compare with: the state the table says it is in.
 		st.State = packpb.TableState_TABLE_STATE_OK
@@ -253,16 +268,15 @@ func (r *runtime) inspectTable(ctx context.Context, db *gorm.DB, t Table, verify
 			st.State = packpb.TableState_TABLE_STATE_OUTDATED
 		}
 		st.Detail = fmt.Sprintf("no schema is registered for version %d and the pack's steps could not be replayed (%v); the live schema was not verified", installed, vs.codeErr)
-		return c, nil
+		return
 	}
 	if m := vs.matches(live); len(m) > 0 {
 		mismatch(st, m, fmt.Sprintf("recorded version is %d but the live schema is that of version %d; run `host db repair`", installed, m[0]))
-		return c, nil
+		return
 	}
 	st.State = packpb.TableState_TABLE_STATE_DRIFT
 	vs.diffNearest(st, live, installed)
 	st.Detail = fmt.Sprintf("the live schema matches no registered version nor any version of pack %s's steps; it differs from version %d (recorded: %d)", r.pack.ID, st.DiffVersion, installed)
-	return c, nil
 }
 
 // mismatch sets st to version_mismatch at the lowest of the matching
