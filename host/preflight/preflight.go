@@ -114,10 +114,13 @@ type dbFacts struct {
 	// live[table] is the table's schema now, for tables without a
 	// registry row at their version.
 	live map[string]string
+	// unowned are tables that exist while no pack records a version of
+	// them.
+	unowned map[string]bool
 }
 
 func readDatabase(ctx context.Context, db *gorm.DB, zips []*updatezip.Zip) (*dbFacts, error) {
-	f := &dbFacts{owners: map[string]owner{}, registered: map[string]map[int]string{}, live: map[string]string{}}
+	f := &dbFacts{owners: map[string]owner{}, registered: map[string]map[int]string{}, live: map[string]string{}, unowned: map[string]bool{}}
 	if db == nil || !meta.Present(ctx, db) {
 		return f, nil
 	}
@@ -154,14 +157,17 @@ func readDatabase(ctx context.Context, db *gorm.DB, zips []*updatezip.Zip) (*dbF
 	}
 	for _, t := range tables {
 		o, ok := f.owners[t]
-		if _, reg := f.registered[t][o.version]; !ok || o.version == 0 || reg {
+		if _, reg := f.registered[t][o.version]; ok && (o.version == 0 || reg) {
 			continue
 		}
 		text, exists, err := schema.Describe(ctx, db, t)
 		if err != nil {
 			return nil, err
 		}
-		if exists {
+		switch {
+		case exists && (!ok || o.version == 0):
+			f.unowned[t] = true
+		case exists:
 			f.live[t] = text
 		}
 	}
@@ -205,8 +211,12 @@ func checkClaims(z *updatezip.Zip, claims map[string][]string, f *dbFacts) {
 			z.AddProblem("table %s is also declared by pack %s; two packs cannot own one table: uninstall one, or rename the table in a new step", t, strings.Join(others, ", "))
 			continue
 		}
-		if o, ok := f.owners[t]; ok && o.pack != z.ID() {
+		if o, ok := f.owners[t]; ok && o.pack != z.ID() && o.version > 0 {
 			z.AddProblem("table %s belongs to pack %s on this database (pack_settings records it at version %d); two packs cannot own one table", t, o.pack, o.version)
+			continue
+		}
+		if f.unowned[t] {
+			z.AddProblem("a table named %s exists on this database but no pack records a version of it, so the install would stop at its upgrade; rename or drop it, or run `host db repair` if it is this pack's and the pack is installed", t)
 		}
 	}
 }

@@ -245,6 +245,15 @@ func TestWhatAnInstallWouldRefuseShowsWhileTheZipIsPending(t *testing.T) {
 		s.wantRefused(t, "table notes is at version 3 on this database, and notes 1.9.0's code is at version 2: installing it would be a downgrade")
 		os.Remove(filepath.Join(s.root, system.PendingDir, filepath.Base(fewer)))
 
+		// A new pack whose table exists already, recorded by no pack.
+		if err := db.Gorm.Exec(`CREATE TABLE notes_other (id integer PRIMARY KEY, mine text)`).Error; err != nil {
+			t.Fatal(err)
+		}
+		other := s.build(t, map[string]string{"id": "other"})
+		s.pend(t, other)
+		s.wantRefused(t, "a table named notes_other exists on this database but no pack records a version of it")
+		os.Remove(filepath.Join(s.root, system.PendingDir, filepath.Base(other)))
+
 		// A manifest that says 1.4.0 around the 1.3.0 binary.
 		bin := packtest.Build(t, "testdata/packs/notes", nil)
 		data, err := os.ReadFile(bin)
