@@ -291,3 +291,41 @@ func TestAZipWithoutAPostgreSQLHistorySaysWhatIsNotChecked(t *testing.T) {
 		}
 	})
 }
+
+// TestOnPostgreSQLAChangedHistoryWithoutAPostgreSQLHistoryStopsAtTheUpgrade
+// proves what the warning says: the install goes ahead to the new
+// version's upgrade, which checks its own steps against the database,
+// refuses, and the install is rolled back with nothing changed.
+func TestOnPostgreSQLAChangedHistoryWithoutAPostgreSQLHistoryStopsAtTheUpgrade(t *testing.T) {
+	s := newSite(t, dbtest.Postgres(t))
+	out := t.TempDir()
+	res := packtest.RunHost(t, "pack", "build", "--out", out, packtest.Build(t, "testdata/packs/notes", map[string]string{"history": "changed", "version": "2.0.1"}))
+	if res.Code != 0 {
+		t.Fatalf("build: %s%s", res.Stdout, res.Stderr)
+	}
+	s.pend(t, filepath.Join(out, "notes-2.0.1.zip"))
+	r := s.status(t)
+	if u := r.PendingUpdates[0]; len(u.Problems) != 0 || len(u.Warnings) != 1 || u.Warnings[0] != updatezip.NoPostgresHistory {
+		t.Fatalf("pending: problems %v warnings %v, want only the warning", u.Problems, u.Warnings)
+	}
+	rows := s.rows(t)
+	packsBefore := ziptest.Snapshot(t, filepath.Join(s.root, "packs"))
+	res = s.host(t, "pack", "install")
+	if res.Code != 1 || !strings.Contains(res.Stderr, "upgrade the database") || !strings.Contains(res.Stderr, "a released step was changed, removed or reordered") {
+		t.Fatalf("install: exit %d, want 1 stopping at the upgrade:\n%s", res.Code, res.Stderr)
+	}
+	// The test pack logs the steps the rollback's restore runs.
+	packsAfter := ziptest.Snapshot(t, filepath.Join(s.root, "packs"))
+	delete(packsBefore, "notes/bin/steps.log")
+	delete(packsAfter, "notes/bin/steps.log")
+	ziptest.AssertSame(t, packsBefore, packsAfter)
+	if after := s.rows(t); after != rows {
+		t.Errorf("rows changed:\n%s\n->\n%s", rows, after)
+	}
+	if b, _ := os.ReadDir(filepath.Join(s.root, system.BackupsDir)); len(b) == 0 {
+		t.Errorf("no backup was taken before the upgrade that stopped")
+	}
+	if _, err := os.Stat(filepath.Join(s.root, system.PendingDir, "notes-2.0.1.zip")); err != nil {
+		t.Errorf("the zip is no longer pending: %v", err)
+	}
+}

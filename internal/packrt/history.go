@@ -78,8 +78,11 @@ func ComputeHistory(ctx context.Context, p Spec, dialect string, db *gorm.DB) (H
 	case dbconn.SQLite:
 		return sqliteHistory(ctx, p)
 	case dbconn.Postgres:
-		if db == nil || db.Dialector.Name() != dbconn.Postgres {
+		if db == nil {
 			return nil, fmt.Errorf("pack %s: the PostgreSQL schema history needs a PostgreSQL database, and the pack was handed none", p.ID)
+		}
+		if name := db.Dialector.Name(); name != dbconn.Postgres {
+			return nil, fmt.Errorf("pack %s: the PostgreSQL schema history needs a PostgreSQL database, and the pack was handed a %s one", p.ID, name)
 		}
 		return postgresHistory(ctx, p, db)
 	}
