@@ -18,6 +18,7 @@ SECTIONS=(
 	"codeupdate   bash bench/codeupdate.sh"
 	"backup       bash bench/backup.sh"
 	"web          bash bench/web.sh"
+	"history      bash bench/history.sh"
 )
 
 want=("$@")

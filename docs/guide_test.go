@@ -151,6 +151,10 @@ func TestTheGuideRunsAsWritten(t *testing.T) {
 		"installed hello 1.0.0 (was not installed)",
 		"installed hello 1.1.0 (was 1.0.0)",
 		"greetings  2          2     ok",
+		"history: 1 table(s), 1 version(s), recorded on sqlite",
+		"kept the history of the earlier releases 1.0.0 (hello-1.0.0.zip)",
+		"lint of the steps new since 1.0.0: no findings",
+		"table greetings 1 -> 2: adds greetings.language (default en)",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the guide's output lacks %q", want)

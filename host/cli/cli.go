@@ -21,6 +21,7 @@ import (
 	"github.com/packhost/packhost/host/locks"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
+	"github.com/packhost/packhost/internal/dbconn"
 )
 
 // HostVersion is the host's own version, checked against update zips'
@@ -58,7 +59,10 @@ func (c *common) logger(e env) hclog.Logger {
 
 func (c *common) options(e env, readOnly bool) system.Options {
 	return system.Options{Root: c.root, DBFlag: c.db, ReadOnly: readOnly, StartTimeout: c.startTimeout, RPCTimeout: c.rpcTimeout,
-		Logger: c.logger(e), Pending: inspectPending, Checks: journalProblems, Warnings: feedWarnings}
+		Logger: c.logger(e), Checks: journalProblems, Warnings: feedWarnings,
+		Pending: func(root string, db dbconn.Target) ([]report.PendingUpdate, error) {
+			return inspectPending(e, *c, root, db)
+		}}
 }
 
 // errUsage marks errors that are the caller's words being off (exit 2).

@@ -9,11 +9,14 @@ import (
 
 	"github.com/packhost/packhost/host/install"
 	"github.com/packhost/packhost/host/locks"
+	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/preflight"
 	"github.com/packhost/packhost/host/progress"
 	"github.com/packhost/packhost/host/recovery"
 	"github.com/packhost/packhost/host/report"
 	"github.com/packhost/packhost/host/system"
 	"github.com/packhost/packhost/host/updatezip"
+	"github.com/packhost/packhost/internal/dbconn"
 )
 
 // packInstallCmd installs the update zips named on the command line the
@@ -168,9 +171,15 @@ func orNew(v string) string {
 }
 
 // inspectPending reports the zips in Updates_Pending with what they hold
-// and every problem found, changing nothing.
-func inspectPending(root string) ([]report.PendingUpdate, error) {
+// and every problem an install would refuse them for (host/preflight:
+// this database, the zips' binaries), changing nothing.
+func inspectPending(e env, c common, root string, db dbconn.Target) ([]report.PendingUpdate, error) {
 	zips, err := updatezip.Inspect(root, updatezip.Options{HostVersion: HostVersion})
+	if err != nil {
+		return updatezip.Reports(zips), err
+	}
+	env := preflight.Env{Root: root, Packs: packs.Config{DB: db, HasDB: true, StartTimeout: c.startTimeout, Logger: c.logger(e)}}
+	err = preflight.Check(e.ctx, env, zips)
 	return updatezip.Reports(zips), err
 }
 

@@ -3,11 +3,14 @@ package cli
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/packhost/packhost/host/packs"
 	"github.com/packhost/packhost/host/trust"
 	"github.com/packhost/packhost/host/updatezip"
+	"github.com/packhost/packhost/internal/dbconn"
+	"github.com/packhost/packhost/internal/lint"
 )
 
 // keygenCmd writes an ed25519 key pair for signing update zips.
@@ -42,15 +45,26 @@ func packBuildCmd(e env, args []string) (int, error) {
 	minHost := fs.String("min-host-version", "", "oldest host version the pack runs on")
 	released := fs.String("released", "", "release date YYYY-MM-DD (default today, UTC)")
 	keyFile := fs.String("key", "", "private key file: sign the zip too")
-	var files multiFlag
+	pgDSN := fs.String("pg-dsn", "", "PostgreSQL server (postgres://...) to record the PostgreSQL history on, in a scratch schema that is rolled back (default $"+updatezip.EnvBuildPostgres+")")
+	var files, previous multiFlag
 	fs.Var(&files, "file", "extra file ZIPPATH=LOCALPATH (repeatable)")
+	fs.Var(&previous, "previous", "an earlier release's zip or pack.json, or a folder of them, whose history this build must keep (repeatable)")
 	if err := parse(fs, args); err != nil {
 		return 0, err
 	}
 	if fs.NArg() == 0 {
 		return 0, usageErr("host pack build needs this platform's pack binary, then optionally OS/ARCH=BINARY for other platforms")
 	}
-	o := updatezip.BuildOptions{Binary: fs.Arg(0), OutDir: *out, MinHostVersion: *minHost, Released: *released}
+	o := updatezip.BuildOptions{Binary: fs.Arg(0), OutDir: *out, MinHostVersion: *minHost, Released: *released,
+		Previous: previous, PostgresDSN: *pgDSN}
+	if o.PostgresDSN == "" {
+		o.PostgresDSN = os.Getenv(updatezip.EnvBuildPostgres)
+	}
+	if o.PostgresDSN != "" {
+		if t, err := dbconn.ParseFlag(o.PostgresDSN, ""); err != nil || t.Driver != dbconn.Postgres {
+			return 0, usageErr("--pg-dsn (or %s) must be a postgres:// URL", updatezip.EnvBuildPostgres)
+		}
+	}
 	for _, a := range fs.Args()[1:] {
 		plat, path, ok := strings.Cut(a, "=")
 		if !ok {
@@ -85,21 +99,64 @@ func packBuildCmd(e env, args []string) (int, error) {
 		}
 		o.Key = key
 	}
-	l, err := packs.NewLauncher(packs.Config{StartTimeout: c.startTimeout, Logger: c.logger(e)})
+	o.Launch = packs.Config{StartTimeout: c.startTimeout, Logger: c.logger(e)}
+	res, err := updatezip.Build(e.ctx, o)
 	if err != nil {
 		return 1, err
 	}
-	defer l.Close()
-	path, m, err := updatezip.Build(e.ctx, l, o)
-	if err != nil {
-		return 1, err
-	}
-	signed := "unsigned"
-	if o.Key != nil {
-		signed = "signed"
-	}
-	fmt.Fprintf(e.stdout, "built %s (%s %s, %s)\n", path, m.ID, m.Version, signed)
+	printBuild(e, res, o.Key != nil)
 	return 0, nil
+}
+
+// printBuild says what a build wrote: the zip, the history it recorded,
+// the earlier releases it kept, what it could not check, and the lint.
+func printBuild(e env, res *updatezip.BuildResult, signed bool) {
+	m := res.Manifest
+	sig := "unsigned"
+	if signed {
+		sig = "signed"
+	}
+	fmt.Fprintf(e.stdout, "built %s (%s %s, %s)\n", res.Path, m.ID, m.Version, sig)
+	versions := 0
+	for _, n := range m.History.Tables() {
+		versions += n
+	}
+	fmt.Fprintf(e.stdout, "history: %d table(s), %d version(s), recorded on %s\n", len(m.History.Tables()), versions, strings.Join(m.History.Dialects, " and "))
+	if len(res.Previous) > 0 {
+		var names []string
+		for _, r := range res.Previous {
+			names = append(names, r.Manifest.Version+" ("+filepath.Base(r.Path)+")")
+		}
+		fmt.Fprintf(e.stdout, "kept the history of the earlier releases %s\n", strings.Join(names, ", "))
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(e.stdout, "note: %s\n", n)
+	}
+	// With earlier releases, the steps they already shipped were linted
+	// when they were built: show the new ones.
+	since, scope := map[string]int{}, "every step"
+	if n := len(res.Previous); n > 0 {
+		last := res.Previous[n-1].Manifest
+		since, scope = last.Tables(), "the steps new since "+last.Version
+	}
+	var lines []string
+	for _, c := range m.DBChanges {
+		if c.To <= since[c.Table] {
+			continue
+		}
+		for _, f := range c.Lint {
+			kind := lint.Rules[f.Rule].Kind
+			if kind == "" {
+				kind = "finding"
+			}
+			lines = append(lines, fmt.Sprintf("  %s %d -> %d (%s): %s %s [%s]", c.Table, c.From, c.To, c.Summary, f.Rule, f.Message, kind))
+		}
+	}
+	if len(lines) == 0 {
+		fmt.Fprintf(e.stdout, "lint of %s: no findings\n", scope)
+		return
+	}
+	fmt.Fprintf(e.stdout, "lint of %s: %d finding(s):\n%s\n", scope, len(lines), strings.Join(lines, "\n"))
 }
 
 type multiFlag []string

@@ -227,7 +227,10 @@ const pendingDir = "Updates_Pending"
 // host decides first.
 func hints(r *report.Report) []string {
 	out := []string{}
-	if len(r.PendingUpdates) > 0 {
+	switch {
+	case r.PendingProblems():
+		out = append(out, "a pending update zip cannot be installed (its problems are listed above), and an install takes every pending zip or none: fix or remove it, or run `host run --ignore-updates` to serve without the updates")
+	case len(r.PendingUpdates) > 0:
 		out = append(out, "code updates are pending: run `host run --install-updates` to install them, or `host run --ignore-updates` to serve without them")
 	}
 	mismatch := r.Has(tablestate.VersionMismatch)

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/packhost/packhost/host/packs"
+	"github.com/packhost/packhost/host/preflight"
 	"github.com/packhost/packhost/host/recovery"
 	"github.com/packhost/packhost/host/sysbackup"
 	"github.com/packhost/packhost/host/system"
@@ -256,6 +257,9 @@ func (x *install) fail(ctx context.Context, step string, err error) (*Result, er
 func (x *install) validate(ctx context.Context) error {
 	zips, err := updatezip.Inspect(x.in.Root, x.in.Inspect)
 	if err != nil {
+		return err
+	}
+	if err := preflight.Check(ctx, preflight.Env{Root: x.in.Root, Packs: x.in.Packs, Platform: x.in.Inspect.Platform}, zips); err != nil {
 		return err
 	}
 	if len(zips) == 0 {

@@ -307,7 +307,7 @@ func (s sys) installStopped(zip, mark string) (int, string) {
 	return cmd.ProcessState.ExitCode(), buf.String()
 }
 
-func TestInstallRollsBackABinaryThatReportsAnotherVersion(t *testing.T) {
+func TestInstallRefusesABinaryThatReportsAnotherVersion(t *testing.T) {
 	t.Run("on sqlite", func(t *testing.T) {
 		s := newSystem(t, "")
 		// A manifest saying 1.3.0 around the 1.2.0 binary, checksums right.
@@ -328,8 +328,16 @@ func TestInstallRollsBackABinaryThatReportsAnotherVersion(t *testing.T) {
 		ziptest.AssertSame(t, before, ziptest.Snapshot(t, filepath.Join(s.root, "packs")))
 		s.wantNotes("1.2.0", 2)
 		s.wantClean()
-		if p := pendingNames(t, s.root, system.PendingDir); len(p) != 1 {
-			t.Errorf("pending: %v, want the zip still there", p)
+		// Refused before anything changed (the binary is asked who it is
+		// before the backup): the copy goes, the zip given stays.
+		if p := pendingNames(t, s.root, system.PendingDir); len(p) != 0 {
+			t.Errorf("pending: %v, want the refused copy gone", p)
+		}
+		if _, err := os.Stat(lying); err != nil {
+			t.Errorf("the zip given to pack install: %v", err)
+		}
+		if b := pendingNames(t, s.root, system.BackupsDir); len(b) != 0 {
+			t.Errorf("backups %v: a zip refused before the install needs none", b)
 		}
 	})
 }

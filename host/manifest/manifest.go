@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/packhost/packhost/internal/lint"
 	"github.com/packhost/packhost/internal/naming"
 )
 
@@ -33,19 +35,28 @@ type Manifest struct {
 	DependsOn      []string `json:"depends_on,omitempty"`
 	// Reads are the tables of other packs the pack reads ("pack.table"),
 	// which it is granted on PostgreSQL.
-	Reads     []string          `json:"reads,omitempty"`
-	DBChanges []DBChange        `json:"db_changes,omitempty"`
-	Binaries  map[string]Binary `json:"binaries"`
-	Files     map[string]string `json:"files,omitempty"`
+	Reads     []string   `json:"reads,omitempty"`
+	DBChanges []DBChange `json:"db_changes,omitempty"`
+	// History is the schema every version of every table the pack
+	// declares has, per dialect, as the pack's steps make it (host pack
+	// build computes it). Nil in manifests of older hosts and of
+	// development installs.
+	History  *History          `json:"history,omitempty"`
+	Binaries map[string]Binary `json:"binaries"`
+	Files    map[string]string `json:"files,omitempty"`
 }
 
-// DBChange is one table change a release brings.
+// DBChange is one table change a release brings: one step of the table's
+// history, with what the lint found in it.
 type DBChange struct {
 	Table       string `json:"table"`
 	From        int    `json:"from"`
 	To          int    `json:"to"`
 	Summary     string `json:"summary"`
 	Destructive bool   `json:"destructive"`
+	// Lint names the changes of the step that lose data, fail on a
+	// table with rows, or break code reading the old shape.
+	Lint []lint.Finding `json:"lint,omitempty"`
 }
 
 // Binary is the pack executable for one platform.
@@ -144,6 +155,27 @@ func (m *Manifest) Validate() error {
 		if c.Table == "" || c.To <= c.From || c.From < 0 {
 			return bad("db_changes: table %q from %d to %d is not an upgrade", c.Table, c.From, c.To)
 		}
+		for _, f := range c.Lint {
+			// Rules this host does not know (a newer host's) are shown as
+			// they are.
+			if f.Rule == "" || f.Table == "" {
+				return bad("db_changes: table %s step %d -> %d: a lint finding without a rule or table", c.Table, c.From, c.To)
+			}
+		}
+	}
+	if m.History != nil {
+		if err := m.History.validate(); err != nil {
+			return bad("history: %v", err)
+		}
+		steps := map[string]int{}
+		for _, c := range m.DBChanges {
+			steps[c.Table] = max(steps[c.Table], c.To)
+		}
+		for t, v := range m.History.Tables() {
+			if n, ok := steps[t]; ok && n != v {
+				return bad("history: table %s has %d versions, db_changes take it to %d", t, v, n)
+			}
+		}
 	}
 	return nil
 }
@@ -201,4 +233,18 @@ func (m *Manifest) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	return append(data, '\n'), nil
+}
+
+// Tables returns each table the pack declares with its code version: from
+// the history, or, in a manifest without one, from db_changes (which list
+// every step of every table).
+func (m *Manifest) Tables() map[string]int {
+	if m.History != nil {
+		return m.History.Tables()
+	}
+	out := map[string]int{}
+	for _, c := range m.DBChanges {
+		out[c.Table] = max(out[c.Table], c.To)
+	}
+	return out
 }

@@ -87,7 +87,12 @@ type PendingUpdate struct {
 	SignedBy  string              `json:"signed_by,omitempty"`
 	WhatsNew  string              `json:"whats_new,omitempty"`
 	DBChanges []manifest.DBChange `json:"db_changes,omitempty"`
-	Problems  []string            `json:"problems,omitempty"`
+	// Problems are why the zip cannot be installed, found before anything
+	// would change (the zip, its binary, this database).
+	Problems []string `json:"problems,omitempty"`
+	// Warnings are what could not be checked before the install, and what
+	// the install does about it.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Finish makes the report's lists non-nil, so that its JSON has lists
@@ -106,6 +111,16 @@ func (r *Report) Finish() {
 	if r.Hints == nil {
 		r.Hints = []string{}
 	}
+}
+
+// PendingProblems reports whether a pending zip cannot be installed.
+func (r *Report) PendingProblems() bool {
+	for _, u := range r.PendingUpdates {
+		if len(u.Problems) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Conflict reports whether a table is newer than its code, drifted, or at
@@ -176,7 +191,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 			fmt.Fprintf(w, "\n%s.%s (%s): %s\n", p.ID, t.Name, t.State, t.Detail)
 			if t.Diff != "" {
-				fmt.Fprintf(w, "  registered (-) against live (+):\n    %s\n", strings.ReplaceAll(strings.TrimRight(t.Diff, "\n"), "\n", "\n    "))
+				fmt.Fprintf(w, "  the version's schema (-) against the live table (+):\n%s\n", indent(t.Diff, "    "))
 			}
 		}
 	}
@@ -192,26 +207,23 @@ func (r *Report) WriteText(w io.Writer) error {
 			if u.SignedBy != "" {
 				sig += " (" + u.SignedBy + ")"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.File, Dash(u.PackID), Dash(u.InstalledVersion), Dash(u.Version), sig, u.Size, Dash(strings.Join(u.Problems, "; ")))
+			// One line per zip: each problem's first line; the whole of
+			// each follows the table.
+			var first []string
+			for _, p := range u.Problems {
+				l, rest, long := strings.Cut(p, "\n")
+				if long && rest != "" {
+					l = strings.TrimSuffix(l, ":") + " (below)"
+				}
+				first = append(first, l)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.File, Dash(u.PackID), Dash(u.InstalledVersion), Dash(u.Version), sig, u.Size, Dash(strings.Join(first, "; ")))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 		for _, u := range r.PendingUpdates {
-			if u.WhatsNew == "" && len(u.DBChanges) == 0 {
-				continue
-			}
-			fmt.Fprintf(w, "\n  %s %s:\n", u.PackID, u.Version)
-			if u.WhatsNew != "" {
-				fmt.Fprintf(w, "    %s\n", strings.ReplaceAll(strings.TrimRight(u.WhatsNew, "\n"), "\n", "\n    "))
-			}
-			for _, c := range u.DBChanges {
-				d := ""
-				if c.Destructive {
-					d = " (destructive)"
-				}
-				fmt.Fprintf(w, "    table %s %d -> %d: %s%s\n", c.Table, c.From, c.To, c.Summary, d)
-			}
+			writePendingDetails(w, u)
 		}
 	}
 	for _, p := range r.Problems {
@@ -252,4 +264,48 @@ func Dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// writePendingDetails writes what a pending zip brings and what stands in
+// its way, when there is more than its row says.
+func writePendingDetails(w io.Writer, u PendingUpdate) {
+	long := false
+	for _, p := range u.Problems {
+		long = long || strings.Contains(p, "\n")
+	}
+	if u.WhatsNew == "" && len(u.DBChanges) == 0 && len(u.Warnings) == 0 && !long {
+		return
+	}
+	name := u.File
+	if u.PackID != "" {
+		name = u.PackID + " " + u.Version
+	}
+	fmt.Fprintf(w, "\n  %s:\n", name)
+	if u.WhatsNew != "" {
+		fmt.Fprintln(w, indent(u.WhatsNew, "    "))
+	}
+	for _, c := range u.DBChanges {
+		d := ""
+		if c.Destructive {
+			d = " (destructive)"
+		}
+		fmt.Fprintf(w, "    table %s %d -> %d: %s%s\n", c.Table, c.From, c.To, c.Summary, d)
+		for _, f := range c.Lint {
+			fmt.Fprintf(w, "      lint %s: %s\n", f.Rule, f.Message)
+		}
+	}
+	if long {
+		for _, p := range u.Problems {
+			fmt.Fprintf(w, "    problem: %s\n", strings.TrimPrefix(indent(p, "      "), "      "))
+		}
+	}
+	for _, x := range u.Warnings {
+		fmt.Fprintf(w, "    warning: %s\n", x)
+	}
+}
+
+// indent prefixes every line of s.
+func indent(s, prefix string) string {
+	s = strings.TrimRight(s, "\n")
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
 }

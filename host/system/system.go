@@ -65,7 +65,7 @@ type Options struct {
 	Logger hclog.Logger
 	// Pending inspects Updates_Pending for the report; when nil the zips
 	// are only listed by name and size.
-	Pending func(root string) ([]report.PendingUpdate, error)
+	Pending func(root string, db dbconn.Target) ([]report.PendingUpdate, error)
 	// Checks adds problems found outside the packs (an interrupted
 	// install) to the report.
 	Checks func(root string) []string
@@ -90,7 +90,7 @@ type System struct {
 	// Installed lists every installed pack, started or not.
 	Installed []packs.Installed
 
-	pending  func(root string) ([]report.PendingUpdate, error)
+	pending  func(root string, db dbconn.Target) ([]report.PendingUpdate, error)
 	checks   func(root string) []string
 	warnings func(root string) []string
 	cleanup  []func()
@@ -498,7 +498,7 @@ func TableReport(t *packpb.TableStatus) report.Table {
 // PendingUpdates reports the zips waiting in Updates_Pending.
 func (s *System) PendingUpdates() ([]report.PendingUpdate, error) {
 	if s.pending != nil {
-		return s.pending(s.Root)
+		return s.pending(s.Root, s.Target)
 	}
 	entries, err := os.ReadDir(s.Path(PendingDir))
 	if errors.Is(err, os.ErrNotExist) {

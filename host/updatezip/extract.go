@@ -104,3 +104,32 @@ func extractFile(f *zip.File, dst, wantSum string, mode os.FileMode) error {
 	}
 	return nil
 }
+
+// ExtractBinary writes the zip's binary for platform into dir (which must
+// exist) and returns its path, checking its sha256 against the manifest:
+// to ask a pending zip's binary who it is before anything is installed.
+func ExtractBinary(z *Zip, platform, dir string) (string, error) {
+	if z.Manifest == nil {
+		return "", fmt.Errorf("%s: no manifest", z.File)
+	}
+	b, err := z.Manifest.BinaryFor(platform)
+	if err != nil {
+		return "", err
+	}
+	zr, err := zip.OpenReader(z.Path)
+	if err != nil {
+		return "", err
+	}
+	defer zr.Close()
+	for _, f := range zr.File {
+		if f.Name != b.Path {
+			continue
+		}
+		dst := filepath.Join(dir, filepath.Base(filepath.FromSlash(b.Path)))
+		if err := extractFile(f, dst, b.SHA256, 0o755); err != nil {
+			return "", fmt.Errorf("%s: %s: %w", z.File, b.Path, err)
+		}
+		return dst, nil
+	}
+	return "", fmt.Errorf("%s: %s is gone", z.File, b.Path)
+}

@@ -94,6 +94,9 @@ type Zip struct {
 	SignedBy  string
 	// Problems says why the zip cannot be installed; empty when it can.
 	Problems []string
+	// Warnings say what could not be checked before the install, and
+	// what the install will do about it; they do not stop it.
+	Warnings []string
 }
 
 // OK reports whether the zip can be installed.
@@ -109,6 +112,15 @@ func (z *Zip) ID() string {
 
 func (z *Zip) problem(format string, a ...any) {
 	z.Problems = append(z.Problems, fmt.Sprintf(format, a...))
+}
+
+// AddProblem adds a reason the zip cannot be installed, found outside the
+// zip (host/preflight: the database, the zip's binary).
+func (z *Zip) AddProblem(format string, a ...any) { z.problem(format, a...) }
+
+// AddWarning adds something that could not be checked before the install.
+func (z *Zip) AddWarning(format string, a ...any) {
+	z.Warnings = append(z.Warnings, fmt.Sprintf(format, a...))
 }
 
 // Err describes every problem as one error wrapping ErrInvalidZip, or nil.
@@ -147,6 +159,7 @@ func (z *Zip) Report() report.PendingUpdate {
 		File: z.File, Size: z.Size, InstalledVersion: z.Installed,
 		Signature: z.Signature, SignedBy: z.SignedBy,
 		Problems: append([]string(nil), z.Problems...),
+		Warnings: append([]string(nil), z.Warnings...),
 	}
 	if m := z.Manifest; m != nil {
 		u.PackID, u.Version, u.WhatsNew, u.MinHostVersion = m.ID, m.Version, m.WhatsNew, m.MinHostVersion

@@ -625,8 +625,10 @@ type TableStatus struct {
 	// Columns that differ, for drift.
 	DriftColumns []string `protobuf:"bytes,7,rep,name=drift_columns,json=driftColumns,proto3" json:"drift_columns,omitempty"`
 	// Human-readable detail.
-	Detail        string `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
-	LiveSchema    string `protobuf:"bytes,9,opt,name=live_schema,json=liveSchema,proto3" json:"live_schema,omitempty"`
+	Detail     string `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
+	LiveSchema string `protobuf:"bytes,9,opt,name=live_schema,json=liveSchema,proto3" json:"live_schema,omitempty"`
+	// The version diff compares the live schema with (for drift).
+	DiffVersion   int32 `protobuf:"varint,10,opt,name=diff_version,json=diffVersion,proto3" json:"diff_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -722,6 +724,13 @@ func (x *TableStatus) GetLiveSchema() string {
 		return x.LiveSchema
 	}
 	return ""
+}
+
+func (x *TableStatus) GetDiffVersion() int32 {
+	if x != nil {
+		return x.DiffVersion
+	}
+	return 0
 }
 
 type BackupRequest struct {
@@ -1157,6 +1166,187 @@ func (x *RepairedTable) GetDetail() string {
 	return ""
 }
 
+type HistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Dialects to compute: "sqlite" (always possible, in memory) and
+	// "postgres" (needs a PostgreSQL database). Empty means the dialect of
+	// the pack's database, or sqlite when it has none.
+	Dialects      []string `protobuf:"bytes,1,rep,name=dialects,proto3" json:"dialects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_pack_v1_pack_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pack_v1_pack_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_pack_v1_pack_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HistoryRequest) GetDialects() []string {
+	if x != nil {
+		return x.Dialects
+	}
+	return nil
+}
+
+type HistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per table and dialect, tables in declaration order.
+	Tables []*TableHistory `protobuf:"bytes,1,rep,name=tables,proto3" json:"tables,omitempty"`
+	// The version of the canonical text's rules (internal/schema.Format).
+	Format        int32 `protobuf:"varint,2,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_pack_v1_pack_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pack_v1_pack_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_pack_v1_pack_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HistoryResponse) GetTables() []*TableHistory {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *HistoryResponse) GetFormat() int32 {
+	if x != nil {
+		return x.Format
+	}
+	return 0
+}
+
+type TableHistory struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Table   string                 `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Dialect string                 `protobuf:"bytes,2,opt,name=dialect,proto3" json:"dialect,omitempty"`
+	// schemas[i] is the canonical text at version i+1.
+	Schemas []string `protobuf:"bytes,3,rep,name=schemas,proto3" json:"schemas,omitempty"`
+	// has_create says the table has a first-install function; create_schema
+	// is what it makes on an empty database, which must equal the last
+	// version's text.
+	HasCreate     bool   `protobuf:"varint,4,opt,name=has_create,json=hasCreate,proto3" json:"has_create,omitempty"`
+	CreateSchema  string `protobuf:"bytes,5,opt,name=create_schema,json=createSchema,proto3" json:"create_schema,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TableHistory) Reset() {
+	*x = TableHistory{}
+	mi := &file_pack_v1_pack_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TableHistory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TableHistory) ProtoMessage() {}
+
+func (x *TableHistory) ProtoReflect() protoreflect.Message {
+	mi := &file_pack_v1_pack_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TableHistory.ProtoReflect.Descriptor instead.
+func (*TableHistory) Descriptor() ([]byte, []int) {
+	return file_pack_v1_pack_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TableHistory) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *TableHistory) GetDialect() string {
+	if x != nil {
+		return x.Dialect
+	}
+	return ""
+}
+
+func (x *TableHistory) GetSchemas() []string {
+	if x != nil {
+		return x.Schemas
+	}
+	return nil
+}
+
+func (x *TableHistory) GetHasCreate() bool {
+	if x != nil {
+		return x.HasCreate
+	}
+	return false
+}
+
+func (x *TableHistory) GetCreateSchema() string {
+	if x != nil {
+		return x.CreateSchema
+	}
+	return ""
+}
+
 var File_pack_v1_pack_proto protoreflect.FileDescriptor
 
 const file_pack_v1_pack_proto_rawDesc = "" +
@@ -1195,7 +1385,7 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\x12CheckSchemaRequest\x12\x16\n" +
 	"\x06tables\x18\x01 \x03(\tR\x06tables\"L\n" +
 	"\x13CheckSchemaResponse\x125\n" +
-	"\x06tables\x18\x01 \x03(\v2\x1d.packhost.pack.v1.TableStatusR\x06tables\"\xc0\x02\n" +
+	"\x06tables\x18\x01 \x03(\v2\x1d.packhost.pack.v1.TableStatusR\x06tables\"\xe3\x02\n" +
 	"\vTableStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x11installed_version\x18\x02 \x01(\x05R\x10installedVersion\x12!\n" +
@@ -1206,7 +1396,9 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\rdrift_columns\x18\a \x03(\tR\fdriftColumns\x12\x16\n" +
 	"\x06detail\x18\b \x01(\tR\x06detail\x12\x1f\n" +
 	"\vlive_schema\x18\t \x01(\tR\n" +
-	"liveSchema\"X\n" +
+	"liveSchema\x12!\n" +
+	"\fdiff_version\x18\n" +
+	" \x01(\x05R\vdiffVersion\"X\n" +
 	"\rBackupRequest\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x1d\n" +
 	"\n" +
@@ -1236,7 +1428,19 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\x06before\x18\x02 \x01(\x05R\x06before\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\x05R\x05after\x12?\n" +
 	"\fstate_before\x18\x04 \x01(\x0e2\x1c.packhost.pack.v1.TableStateR\vstateBefore\x12\x16\n" +
-	"\x06detail\x18\x05 \x01(\tR\x06detail*\xc5\x02\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\",\n" +
+	"\x0eHistoryRequest\x12\x1a\n" +
+	"\bdialects\x18\x01 \x03(\tR\bdialects\"a\n" +
+	"\x0fHistoryResponse\x126\n" +
+	"\x06tables\x18\x01 \x03(\v2\x1e.packhost.pack.v1.TableHistoryR\x06tables\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\x05R\x06format\"\x9c\x01\n" +
+	"\fTableHistory\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12\x18\n" +
+	"\adialect\x18\x02 \x01(\tR\adialect\x12\x18\n" +
+	"\aschemas\x18\x03 \x03(\tR\aschemas\x12\x1d\n" +
+	"\n" +
+	"has_create\x18\x04 \x01(\bR\thasCreate\x12#\n" +
+	"\rcreate_schema\x18\x05 \x01(\tR\fcreateSchema*\xc5\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ERROR_CODE_INTERNAL\x10\x01\x12\x1f\n" +
@@ -1258,14 +1462,15 @@ const file_pack_v1_pack_proto_rawDesc = "" +
 	"\x14TABLE_STATE_OUTDATED\x10\x03\x12\x15\n" +
 	"\x11TABLE_STATE_NEWER\x10\x04\x12 \n" +
 	"\x1cTABLE_STATE_VERSION_MISMATCH\x10\x05\x12\x15\n" +
-	"\x11TABLE_STATE_DRIFT\x10\x062\xe1\x03\n" +
+	"\x11TABLE_STATE_DRIFT\x10\x062\xb1\x04\n" +
 	"\x04Pack\x12Q\n" +
 	"\bDescribe\x12!.packhost.pack.v1.DescribeRequest\x1a\".packhost.pack.v1.DescribeResponse\x12Z\n" +
 	"\vCheckSchema\x12$.packhost.pack.v1.CheckSchemaRequest\x1a%.packhost.pack.v1.CheckSchemaResponse\x12G\n" +
 	"\x06Backup\x12\x1f.packhost.pack.v1.BackupRequest\x1a\x1a.packhost.pack.v1.Progress0\x01\x12I\n" +
 	"\aRestore\x12 .packhost.pack.v1.RestoreRequest\x1a\x1a.packhost.pack.v1.Progress0\x01\x12I\n" +
 	"\aUpgrade\x12 .packhost.pack.v1.UpgradeRequest\x1a\x1a.packhost.pack.v1.Progress0\x01\x12K\n" +
-	"\x06Repair\x12\x1f.packhost.pack.v1.RepairRequest\x1a .packhost.pack.v1.RepairResponseB.Z,github.com/packhost/packhost/internal/packpbb\x06proto3"
+	"\x06Repair\x12\x1f.packhost.pack.v1.RepairRequest\x1a .packhost.pack.v1.RepairResponse\x12N\n" +
+	"\aHistory\x12 .packhost.pack.v1.HistoryRequest\x1a!.packhost.pack.v1.HistoryResponseB.Z,github.com/packhost/packhost/internal/packpbb\x06proto3"
 
 var (
 	file_pack_v1_pack_proto_rawDescOnce sync.Once
@@ -1280,7 +1485,7 @@ func file_pack_v1_pack_proto_rawDescGZIP() []byte {
 }
 
 var file_pack_v1_pack_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pack_v1_pack_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_pack_v1_pack_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_pack_v1_pack_proto_goTypes = []any{
 	(ErrorCode)(0),              // 0: packhost.pack.v1.ErrorCode
 	(TableState)(0),             // 1: packhost.pack.v1.TableState
@@ -1299,6 +1504,9 @@ var file_pack_v1_pack_proto_goTypes = []any{
 	(*RepairRequest)(nil),       // 14: packhost.pack.v1.RepairRequest
 	(*RepairResponse)(nil),      // 15: packhost.pack.v1.RepairResponse
 	(*RepairedTable)(nil),       // 16: packhost.pack.v1.RepairedTable
+	(*HistoryRequest)(nil),      // 17: packhost.pack.v1.HistoryRequest
+	(*HistoryResponse)(nil),     // 18: packhost.pack.v1.HistoryResponse
+	(*TableHistory)(nil),        // 19: packhost.pack.v1.TableHistory
 }
 var file_pack_v1_pack_proto_depIdxs = []int32{
 	0,  // 0: packhost.pack.v1.ErrorDetail.code:type_name -> packhost.pack.v1.ErrorCode
@@ -1308,23 +1516,26 @@ var file_pack_v1_pack_proto_depIdxs = []int32{
 	1,  // 4: packhost.pack.v1.TableStatus.state:type_name -> packhost.pack.v1.TableState
 	16, // 5: packhost.pack.v1.RepairResponse.tables:type_name -> packhost.pack.v1.RepairedTable
 	1,  // 6: packhost.pack.v1.RepairedTable.state_before:type_name -> packhost.pack.v1.TableState
-	3,  // 7: packhost.pack.v1.Pack.Describe:input_type -> packhost.pack.v1.DescribeRequest
-	7,  // 8: packhost.pack.v1.Pack.CheckSchema:input_type -> packhost.pack.v1.CheckSchemaRequest
-	10, // 9: packhost.pack.v1.Pack.Backup:input_type -> packhost.pack.v1.BackupRequest
-	11, // 10: packhost.pack.v1.Pack.Restore:input_type -> packhost.pack.v1.RestoreRequest
-	12, // 11: packhost.pack.v1.Pack.Upgrade:input_type -> packhost.pack.v1.UpgradeRequest
-	14, // 12: packhost.pack.v1.Pack.Repair:input_type -> packhost.pack.v1.RepairRequest
-	4,  // 13: packhost.pack.v1.Pack.Describe:output_type -> packhost.pack.v1.DescribeResponse
-	8,  // 14: packhost.pack.v1.Pack.CheckSchema:output_type -> packhost.pack.v1.CheckSchemaResponse
-	13, // 15: packhost.pack.v1.Pack.Backup:output_type -> packhost.pack.v1.Progress
-	13, // 16: packhost.pack.v1.Pack.Restore:output_type -> packhost.pack.v1.Progress
-	13, // 17: packhost.pack.v1.Pack.Upgrade:output_type -> packhost.pack.v1.Progress
-	15, // 18: packhost.pack.v1.Pack.Repair:output_type -> packhost.pack.v1.RepairResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	19, // 7: packhost.pack.v1.HistoryResponse.tables:type_name -> packhost.pack.v1.TableHistory
+	3,  // 8: packhost.pack.v1.Pack.Describe:input_type -> packhost.pack.v1.DescribeRequest
+	7,  // 9: packhost.pack.v1.Pack.CheckSchema:input_type -> packhost.pack.v1.CheckSchemaRequest
+	10, // 10: packhost.pack.v1.Pack.Backup:input_type -> packhost.pack.v1.BackupRequest
+	11, // 11: packhost.pack.v1.Pack.Restore:input_type -> packhost.pack.v1.RestoreRequest
+	12, // 12: packhost.pack.v1.Pack.Upgrade:input_type -> packhost.pack.v1.UpgradeRequest
+	14, // 13: packhost.pack.v1.Pack.Repair:input_type -> packhost.pack.v1.RepairRequest
+	17, // 14: packhost.pack.v1.Pack.History:input_type -> packhost.pack.v1.HistoryRequest
+	4,  // 15: packhost.pack.v1.Pack.Describe:output_type -> packhost.pack.v1.DescribeResponse
+	8,  // 16: packhost.pack.v1.Pack.CheckSchema:output_type -> packhost.pack.v1.CheckSchemaResponse
+	13, // 17: packhost.pack.v1.Pack.Backup:output_type -> packhost.pack.v1.Progress
+	13, // 18: packhost.pack.v1.Pack.Restore:output_type -> packhost.pack.v1.Progress
+	13, // 19: packhost.pack.v1.Pack.Upgrade:output_type -> packhost.pack.v1.Progress
+	15, // 20: packhost.pack.v1.Pack.Repair:output_type -> packhost.pack.v1.RepairResponse
+	18, // 21: packhost.pack.v1.Pack.History:output_type -> packhost.pack.v1.HistoryResponse
+	15, // [15:22] is the sub-list for method output_type
+	8,  // [8:15] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_pack_v1_pack_proto_init() }
@@ -1338,7 +1549,7 @@ func file_pack_v1_pack_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pack_v1_pack_proto_rawDesc), len(file_pack_v1_pack_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	Pack_Restore_FullMethodName     = "/packhost.pack.v1.Pack/Restore"
 	Pack_Upgrade_FullMethodName     = "/packhost.pack.v1.Pack/Upgrade"
 	Pack_Repair_FullMethodName      = "/packhost.pack.v1.Pack/Repair"
+	Pack_History_FullMethodName     = "/packhost.pack.v1.Pack/History"
 )
 
 // PackClient is the client API for Pack service.
@@ -51,8 +52,17 @@ type PackClient interface {
 	// one step per transaction, streaming progress.
 	Upgrade(ctx context.Context, in *UpgradeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Progress], error)
 	// Repair records, for tables in state version_mismatch, the version that
-	// the live schema really matches.
+	// the live schema really matches, and fills schema_registry with the
+	// schema of the version recorded.
 	Repair(ctx context.Context, in *RepairRequest, opts ...grpc.CallOption) (*RepairResponse, error)
+	// History replays every table's steps, in declaration order, on an empty
+	// scratch database and returns the canonical schema text of each table at
+	// every version, per dialect. Nothing is left behind: SQLite runs in
+	// memory; PostgreSQL runs in a scratch schema (searched before the
+	// database's own, so references to other packs' tables resolve) inside a
+	// transaction that is rolled back, on the database the host handed. The
+	// pack computes it once per process.
+	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 }
 
 type packClient struct {
@@ -150,6 +160,16 @@ func (c *packClient) Repair(ctx context.Context, in *RepairRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *packClient) History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HistoryResponse)
+	err := c.cc.Invoke(ctx, Pack_History_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PackServer is the server API for Pack service.
 // All implementations must embed UnimplementedPackServer
 // for forward compatibility.
@@ -168,8 +188,17 @@ type PackServer interface {
 	// one step per transaction, streaming progress.
 	Upgrade(*UpgradeRequest, grpc.ServerStreamingServer[Progress]) error
 	// Repair records, for tables in state version_mismatch, the version that
-	// the live schema really matches.
+	// the live schema really matches, and fills schema_registry with the
+	// schema of the version recorded.
 	Repair(context.Context, *RepairRequest) (*RepairResponse, error)
+	// History replays every table's steps, in declaration order, on an empty
+	// scratch database and returns the canonical schema text of each table at
+	// every version, per dialect. Nothing is left behind: SQLite runs in
+	// memory; PostgreSQL runs in a scratch schema (searched before the
+	// database's own, so references to other packs' tables resolve) inside a
+	// transaction that is rolled back, on the database the host handed. The
+	// pack computes it once per process.
+	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	mustEmbedUnimplementedPackServer()
 }
 
@@ -197,6 +226,9 @@ func (UnimplementedPackServer) Upgrade(*UpgradeRequest, grpc.ServerStreamingServ
 }
 func (UnimplementedPackServer) Repair(context.Context, *RepairRequest) (*RepairResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Repair not implemented")
+}
+func (UnimplementedPackServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method History not implemented")
 }
 func (UnimplementedPackServer) mustEmbedUnimplementedPackServer() {}
 func (UnimplementedPackServer) testEmbeddedByValue()              {}
@@ -306,6 +338,24 @@ func _Pack_Repair_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Pack_History_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PackServer).History(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Pack_History_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PackServer).History(ctx, req.(*HistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Pack_ServiceDesc is the grpc.ServiceDesc for Pack service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -324,6 +374,10 @@ var Pack_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Repair",
 			Handler:    _Pack_Repair_Handler,
+		},
+		{
+			MethodName: "History",
+			Handler:    _Pack_History_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -29,6 +31,10 @@ type runtime struct {
 
 	mu sync.Mutex
 	db *gorm.DB
+
+	// hist caches the pack's history by dialect (history.go).
+	histMu sync.Mutex
+	hist   map[string]History
 }
 
 func newRuntime(p Spec, log hclog.Logger, target dbconn.Target, hasDB bool) *runtime {
@@ -107,9 +113,47 @@ func (r *runtime) check(ctx context.Context, names []string) ([]*packpb.TableSta
 	return out, nil
 }
 
+// checkTable reports one table's state (see check); it never verifies
+// a table at the code's version beyond its registered schema.
 func (r *runtime) checkTable(ctx context.Context, db *gorm.DB, t Table) (*packpb.TableStatus, error) {
+	c, err := r.inspectTable(ctx, db, t, false)
+	if err != nil {
+		return nil, err
+	}
+	return c.st, nil
+}
+
+// tableCheck is what inspectTable found: the status, and what a repair
+// would record.
+type tableCheck struct {
+	st     *packpb.TableStatus
+	live   string
+	exists bool
+	// register says the live schema is the recorded version's (by the
+	// code's steps) but schema_registry holds no row for it.
+	register bool
+}
+
+// inspectTable finds a table's true version. The live schema is compared
+// with the schema of the recorded version (as registered on this database,
+// and as the pack's steps make it), then with every other version's:
+//
+//   - it is the recorded version's: ok, or outdated below the code's;
+//   - it is another version's: version_mismatch naming the lowest such
+//     version (`host db repair` records it and registers its schema);
+//   - it is the registered schema of the recorded version, but the pack's
+//     steps make that version differently: drift (a released step was
+//     changed, removed or reordered), with the diff;
+//   - it is no version's: drift, with a diff against the nearest version.
+//
+// The common case stays cheap: a table at the code's version whose live
+// schema is the registered one is ok without replaying any step. verify
+// replays them anyway (cached per process), so that a changed history is
+// found on such a table too; the upgrade verifies before it runs anything.
+func (r *runtime) inspectTable(ctx context.Context, db *gorm.DB, t Table, verify bool) (*tableCheck, error) {
 	code := t.Version()
 	st := &packpb.TableStatus{Name: t.Name, CodeVersion: int32(code)}
+	c := &tableCheck{st: st}
 	installed, err := meta.InstalledVersion(ctx, db, r.pack.ID, t.Name)
 	if err != nil {
 		return nil, err
@@ -119,71 +163,203 @@ func (r *runtime) checkTable(ctx context.Context, db *gorm.DB, t Table) (*packpb
 	if err != nil {
 		return nil, fmt.Errorf("check %s: %w", t.Name, err)
 	}
-	st.LiveSchema = live
-	if installed == 0 {
-		st.State = packpb.TableState_TABLE_STATE_MISSING
-		if exists {
-			// Not ours to create over, and no registered version to
-			// compare it with: a conflict, not an install.
-			st.State = packpb.TableState_TABLE_STATE_DRIFT
-			st.Detail = fmt.Sprintf("a table named %s exists but no version is recorded for it by pack %s: it may be another pack's (see the packs above) or left from an earlier install; nothing is created over it: restore the backup it came from, or ask its owner", t.Name, r.pack.ID)
-		}
-		return st, nil
-	}
-	if installed > code {
+	st.LiveSchema, c.live, c.exists = live, live, exists
+	switch {
+	case installed > code:
 		st.State = packpb.TableState_TABLE_STATE_NEWER
 		st.Detail = fmt.Sprintf("installed version %d is newer than this code's version %d (pack %s %s): the database belongs to a newer release; install it again or restore a matching backup",
 			installed, code, r.pack.ID, r.pack.Version)
-		return st, nil
+		return c, nil
+	case installed == 0 && !exists:
+		st.State = packpb.TableState_TABLE_STATE_MISSING
+		return c, nil
 	}
 	regs, err := meta.Registered(ctx, db, r.pack.ID, t.Name)
 	if err != nil {
 		return nil, err
 	}
-	reg, registered := regs[installed]
-	switch {
-	case !exists:
-		st.State = packpb.TableState_TABLE_STATE_DRIFT
-		st.Detail = fmt.Sprintf("version %d is recorded but the table does not exist", installed)
-		if registered {
-			st.Diff, st.DriftColumns = schema.Diff(reg.SchemaText, "")
-		}
-		return st, nil
-	case !registered:
-		st.Detail = fmt.Sprintf("no schema is registered for version %d; the live schema was not verified", installed)
-	case reg.SchemaText != live:
-		if v, ok := matchingVersion(regs, live); ok {
-			st.State = packpb.TableState_TABLE_STATE_VERSION_MISMATCH
-			st.MatchedVersion = int32(v)
-			st.Detail = fmt.Sprintf("recorded version is %d but the live schema is that of version %d; run `host db repair`", installed, v)
-			return st, nil
-		}
-		st.State = packpb.TableState_TABLE_STATE_DRIFT
-		st.Diff, st.DriftColumns = schema.Diff(reg.SchemaText, live)
-		st.Detail = fmt.Sprintf("live schema differs from registered version %d", installed)
-		return st, nil
-	}
-	if installed < code {
-		st.State = packpb.TableState_TABLE_STATE_OUTDATED
-	} else {
+	reg, hasReg := regs[installed]
+	if exists && hasReg && reg.SchemaText == live && installed == code && !verify {
 		st.State = packpb.TableState_TABLE_STATE_OK
+		return c, nil
 	}
-	return st, nil
+	vs := knownVersions{regs: regs}
+	if h, err := r.history(ctx, db); err != nil {
+		vs.codeErr = err
+		r.log.Warn("the pack's steps could not be replayed to check a table's history", "table", t.Name, "error", err)
+	} else {
+		vs.code = h[t.Name]
+	}
+
+	if installed == 0 {
+		r.judgeUnrecorded(c, t, vs)
+	} else {
+		r.judgeRecorded(c, t, vs, installed)
+	}
+	return c, nil
 }
 
-// matchingVersion finds the highest registered version whose text is live.
-func matchingVersion(regs map[int]meta.Registration, live string) (int, bool) {
-	versions := make([]int, 0, len(regs))
-	for v := range regs {
-		versions = append(versions, v)
+// judgeUnrecorded judges a table this pack declares that exists while no
+// version is recorded for it: ours only if it is exactly one of our
+// versions.
+func (r *runtime) judgeUnrecorded(c *tableCheck, t Table, vs knownVersions) {
+	st, live := c.st, c.live
+	if m := vs.matches(live); len(m) > 0 {
+		mismatch(st, m, fmt.Sprintf("no version is recorded for table %s in pack_settings, but its live schema is that of version %d; run `host db repair` to record it",
+			t.Name, m[0]))
+		return
 	}
-	sort.Sort(sort.Reverse(sort.IntSlice(versions)))
-	for _, v := range versions {
-		if regs[v].SchemaText == live {
-			return v, true
+	st.State = packpb.TableState_TABLE_STATE_DRIFT
+	st.Detail = fmt.Sprintf("a table named %s exists but no version is recorded for it by pack %s, and its schema is no version of the pack's table: it may be another pack's (see the packs above) or left from an earlier install; nothing is created over it: restore the backup it came from, or ask its owner",
+		t.Name, r.pack.ID)
+	vs.diffNearest(st, live, 0)
+}
+
+// judgeRecorded judges a table at a recorded version against that
+// version's schema (registered and made by the steps), then every other's.
+func (r *runtime) judgeRecorded(c *tableCheck, t Table, vs knownVersions, installed int) {
+	st, live, code := c.st, c.live, t.Version()
+	reg, hasReg := vs.regs[installed]
+	want, hasWant := vs.code.At(installed)
+	switch {
+	case !c.exists:
+		st.State = packpb.TableState_TABLE_STATE_DRIFT
+		st.Detail = fmt.Sprintf("version %d is recorded but the table does not exist", installed)
+		if hasReg {
+			want, hasWant = reg.SchemaText, true
+		}
+		if hasWant {
+			st.Diff, st.DriftColumns = schema.Diff(want, "")
+			st.DiffVersion = int32(installed)
+		}
+		return
+	case hasReg && reg.SchemaText == live && hasWant && want != live:
+		st.State = packpb.TableState_TABLE_STATE_DRIFT
+		st.Detail = fmt.Sprintf("the table is version %d as registered on this database, but pack %s %s's steps make a different version %d: a released step was changed, removed or reordered; install the release that matches this database, or restore a backup",
+			installed, r.pack.ID, r.pack.Version, installed)
+		st.Diff, st.DriftColumns = schema.Diff(want, live)
+		st.DiffVersion = int32(installed)
+		return
+	case hasWant && want == live && hasReg && reg.SchemaText != live:
+		mismatch(st, []int{installed}, fmt.Sprintf("the live table is version %d as pack %s's steps make it, but schema_registry holds another schema for version %d (written by another build of the pack); run `host db repair` to record the live one",
+			installed, r.pack.ID, installed))
+		return
+	case (hasWant && want == live) || (!hasWant && hasReg && reg.SchemaText == live):
+		st.State = packpb.TableState_TABLE_STATE_OK
+		if installed < code {
+			st.State = packpb.TableState_TABLE_STATE_OUTDATED
+		}
+		switch {
+		case !hasReg:
+			c.register = true
+			st.Detail = fmt.Sprintf("schema_registry holds no schema for version %d on this database; the live table is version %d as the pack's steps make it: `host db repair` records it", installed, installed)
+		case !hasWant && vs.codeErr != nil:
+			st.Detail = fmt.Sprintf("the table matches its registered version %d, but the pack's steps could not be replayed to check that the code still makes it so: %v", installed, vs.codeErr)
+		}
+		return
+	case !hasWant && !hasReg:
+		if m := vs.matches(live); len(m) > 0 {
+			mismatch(st, m, fmt.Sprintf("recorded version is %d but the live schema is that of registered version %d; run `host db repair`", installed, m[0]))
+			return
+		}
+		// Nothing to compare with: the state the table says it is in.
+		st.State = packpb.TableState_TABLE_STATE_OK
+		if installed < code {
+			st.State = packpb.TableState_TABLE_STATE_OUTDATED
+		}
+		st.Detail = fmt.Sprintf("no schema is registered for version %d and the pack's steps could not be replayed (%v); the live schema was not verified", installed, vs.codeErr)
+		return
+	}
+	if m := vs.matches(live); len(m) > 0 {
+		mismatch(st, m, fmt.Sprintf("recorded version is %d but the live schema is that of version %d; run `host db repair`", installed, m[0]))
+		return
+	}
+	st.State = packpb.TableState_TABLE_STATE_DRIFT
+	vs.diffNearest(st, live, installed)
+	st.Detail = fmt.Sprintf("the live schema matches no registered version nor any version of pack %s's steps; it differs from version %d (recorded: %d)", r.pack.ID, st.DiffVersion, installed)
+}
+
+// mismatch sets st to version_mismatch at the lowest of the matching
+// versions m.
+func mismatch(st *packpb.TableStatus, m []int, detail string) {
+	st.State = packpb.TableState_TABLE_STATE_VERSION_MISMATCH
+	st.MatchedVersion = int32(m[0])
+	st.Detail = detail
+	if len(m) > 1 {
+		st.Detail += fmt.Sprintf(" (versions %s have the same schema: repair records %d, the lowest, so the steps after it run again at the next upgrade)", joinInts(m), m[0])
+	}
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	if len(s) == 2 {
+		return s[0] + " and " + s[1]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+// knownVersions are the schema texts a table may have: each version's as
+// the pack's steps make it (nil when they could not be replayed: codeErr),
+// and as registered on this database.
+type knownVersions struct {
+	code    *TableHistory
+	codeErr error
+	regs    map[int]meta.Registration
+}
+
+// texts lists every (version, text), the code's first.
+func (k knownVersions) texts() (versions []int, texts []string) {
+	if k.code != nil {
+		for i, s := range k.code.Schemas {
+			versions, texts = append(versions, i+1), append(texts, s)
 		}
 	}
-	return 0, false
+	for v, reg := range k.regs {
+		versions, texts = append(versions, v), append(texts, reg.SchemaText)
+	}
+	return versions, texts
+}
+
+// matches returns the versions whose text is live, lowest first.
+func (k knownVersions) matches(live string) []int {
+	seen := map[int]bool{}
+	var out []int
+	vs, ts := k.texts()
+	for i, v := range vs {
+		if ts[i] == live && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// diffNearest sets st's diff against the version whose text differs least
+// from live (prefer on a tie).
+func (k knownVersions) diffNearest(st *packpb.TableStatus, live string, prefer int) {
+	best, bestText, bestSize := 0, "", -1
+	vs, ts := k.texts()
+	for i, v := range vs {
+		d, _ := schema.Diff(ts[i], live)
+		size := 0
+		for _, l := range strings.Split(d, "\n") {
+			if strings.HasPrefix(l, "- ") || strings.HasPrefix(l, "+ ") {
+				size++
+			}
+		}
+		if bestSize < 0 || size < bestSize || (size == bestSize && (v == prefer || (best != prefer && v > best))) {
+			best, bestText, bestSize = v, ts[i], size
+		}
+	}
+	if bestSize < 0 {
+		return
+	}
+	st.Diff, st.DriftColumns = schema.Diff(bestText, live)
+	st.DiffVersion = int32(best)
 }
 
 // stateError is the error Upgrade returns for a table it must not touch.
@@ -219,11 +395,15 @@ func (r *runtime) upgrade(ctx context.Context, names []string, progress func(*pa
 		from int
 	}
 	var plans []plan
+	// Every table is verified against the pack's own history before
+	// anything runs: a table at the code's version that this code would
+	// make differently (a changed history) stops the upgrade too.
 	for _, t := range tables {
-		st, err := r.checkTable(ctx, db, t)
+		c, err := r.inspectTable(ctx, db, t, true)
 		if err != nil {
 			return err
 		}
+		st := c.st
 		if err := r.stateError(st); err != nil {
 			return err
 		}
@@ -301,8 +481,10 @@ func (r *runtime) runStep(ctx context.Context, db *gorm.DB, t Table, from, to in
 	return nil
 }
 
-// repair records, for each table in version_mismatch, the version its live
-// schema matches. Tables in drift are refused.
+// repair records, for each table in version_mismatch, the version its
+// live schema matches, and registers that schema; for a table at its
+// recorded version whose schema is not registered on this database, it
+// registers it. Tables in drift are refused.
 func (r *runtime) repair(ctx context.Context, names []string) ([]*packpb.RepairedTable, error) {
 	tables, err := r.tables(names)
 	if err != nil {
@@ -314,20 +496,34 @@ func (r *runtime) repair(ctx context.Context, names []string) ([]*packpb.Repaire
 	}
 	var out []*packpb.RepairedTable
 	for _, t := range tables {
-		st, err := r.checkTable(ctx, db, t)
+		c, err := r.inspectTable(ctx, db, t, false)
 		if err != nil {
 			return nil, err
 		}
+		st := c.st
 		rt := &packpb.RepairedTable{Name: t.Name, Before: st.InstalledVersion, After: st.InstalledVersion, StateBefore: st.State}
-		switch st.State {
-		case packpb.TableState_TABLE_STATE_VERSION_MISMATCH:
-			if err := meta.SetVersion(ctx, db, r.pack.ID, t.Name, int(st.MatchedVersion)); err != nil {
+		record := func(v int32) error {
+			return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+				if err := meta.SetVersion(ctx, tx, r.pack.ID, t.Name, int(v)); err != nil {
+					return err
+				}
+				return meta.Register(ctx, tx, r.pack.ID, t.Name, int(v), c.live)
+			})
+		}
+		switch {
+		case st.State == packpb.TableState_TABLE_STATE_VERSION_MISMATCH:
+			if err := record(st.MatchedVersion); err != nil {
 				return nil, err
 			}
 			rt.After = st.MatchedVersion
-			rt.Detail = fmt.Sprintf("recorded version %d, which the live schema matches", st.MatchedVersion)
-		case packpb.TableState_TABLE_STATE_DRIFT:
-			rt.Detail = "not repaired: the live schema matches no registered version; " + st.Detail
+			rt.Detail = fmt.Sprintf("recorded version %d, which the live schema matches, and registered its schema", st.MatchedVersion)
+		case c.register:
+			if err := record(st.InstalledVersion); err != nil {
+				return nil, err
+			}
+			rt.Detail = fmt.Sprintf("registered the schema of version %d, which the live table has", st.InstalledVersion)
+		case st.State == packpb.TableState_TABLE_STATE_DRIFT:
+			rt.Detail = "not repaired: " + st.Detail
 		default:
 			rt.Detail = "nothing to repair"
 		}

@@ -65,3 +65,11 @@ func (s *server) Backup(req *packpb.BackupRequest, stream packpb.Pack_BackupServ
 func (s *server) Restore(req *packpb.RestoreRequest, stream packpb.Pack_RestoreServer) error {
 	return s.fail(s.rt.restore(stream.Context(), req, stream.Send))
 }
+
+func (s *server) History(ctx context.Context, req *packpb.HistoryRequest) (*packpb.HistoryResponse, error) {
+	resp, err := s.rt.historyResponse(ctx, req.GetDialects())
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return resp, nil
+}

@@ -39,9 +39,13 @@
 // Each step runs in one transaction together with its version bump and
 // registry row: a step that fails leaves the table, its version and the
 // registry exactly as they were. Released steps are never edited; a change
-// is a new step. Tests prove the history with package sdktest:
-// sdktest.CheckUpgradePaths upgrades from every earlier version and
-// compares with a fresh install, on SQLite and PostgreSQL.
+// is a new step. `host pack build` records the schema every version has
+// (it replays the steps on a scratch database: see Replaying), lints each
+// step, and with --previous refuses a history that differs from an
+// earlier release's; a site refuses such a release before installing it.
+// Tests prove the history with package sdktest: sdktest.CheckUpgradePaths
+// upgrades tables that hold rows along the released paths and compares
+// them with a fresh install, on SQLite and PostgreSQL.
 //
 // # The lifecycle
 //

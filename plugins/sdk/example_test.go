@@ -1,7 +1,11 @@
 package sdk_test
 
 import (
+	"context"
 	"fmt"
+	"log"
+
+	"gorm.io/gorm"
 
 	"github.com/packhost/packhost/plugins/sdk"
 )
@@ -36,4 +40,24 @@ func ExamplePack_Validate() {
 	err := sdk.Pack{ID: "Guest Book", Version: "1.0.0"}.Validate()
 	fmt.Println(err)
 	// Output: pack id "Guest Book": must match ^[a-z0-9][a-z0-9._-]{1,63}$
+}
+
+// A step that tells someone outside the database what it did skips that
+// when it runs on a scratch database, where the host and `host pack build`
+// replay every step to learn each version's schema.
+func ExampleReplaying() {
+	step := sdk.Step{
+		Summary: "adds entries.author",
+		Up: func(ctx context.Context, tx *gorm.DB) error {
+			if err := tx.Exec(`ALTER TABLE entries ADD COLUMN author text NOT NULL DEFAULT ''`).Error; err != nil {
+				return err
+			}
+			if !sdk.Replaying(ctx) {
+				log.Print("entries now have authors") // to the pack's log, once, on the site
+			}
+			return nil
+		},
+	}
+	fmt.Println(step.Summary, "replaying:", sdk.Replaying(context.Background()))
+	// Output: adds entries.author replaying: false
 }

@@ -70,7 +70,7 @@ type Table struct {
 	// Create, when set, installs the table directly at the latest version on
 	// a database that has no such table, instead of running every step from
 	// version 1. The schema it makes must equal the one the steps make;
-	// sdktest checks that.
+	// sdktest and `host pack build` check that.
 	Create func(ctx context.Context, tx *gorm.DB) error
 }
 
@@ -83,7 +83,9 @@ func (t Table) Version() int { return len(t.Steps) }
 type Step struct {
 	// Summary says what the step changes, for the operator: "adds users.email".
 	Summary string
-	// Destructive marks a step that drops or rewrites data.
+	// Destructive marks a step that drops or rewrites data. `host pack
+	// build` refuses a step the lint finds losing data (a dropped column,
+	// a narrowed type) unless it is marked so.
 	Destructive bool
 	// Up performs the step on tx, which is inside a transaction.
 	Up func(ctx context.Context, tx *gorm.DB) error

@@ -59,6 +59,7 @@ func drain(stream interface {
 func CheckBackupRestore(t *testing.T, pack sdk.Pack, fill func(t *testing.T, db *gorm.DB)) {
 	t.Helper()
 	ForEachDatabase(t, func(t *testing.T, db Database) {
+		t.Helper()
 		ctx := context.Background()
 		c := Start(t, pack, db)
 		if err := c.Upgrade(ctx); err != nil {

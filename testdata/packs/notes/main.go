@@ -3,6 +3,7 @@
 // the release:
 //
 //	-X main.id=notes -X main.release=2 -X main.failAt=0 -X main.extra=1
+//	-X main.history=changed -X main.step4=dropcol -X main.version=2.0.1
 package main
 
 import (
@@ -37,6 +38,16 @@ var (
 	// fk, when "1", gives the table a column referencing core's users:
 	// the pack cannot be upgraded before core's tables exist.
 	fk = ""
+	// history, when "changed", is the release whose author removed the
+	// step "adds notes.author" from the middle and added "adds
+	// notes.word_count" at the end: as many steps, another history.
+	history = ""
+	// step4 adds a fourth step: "dropcol" drops notes.pinned without
+	// being marked Destructive; "notnull" adds notes.priority NOT NULL
+	// without a default (fine on an empty table, not on one with rows).
+	step4 = ""
+	// version, when set, is the pack's version instead of 1.<release>.0.
+	version = ""
 )
 
 func main() {
@@ -56,10 +67,20 @@ func main() {
 		{Summary: "adds notes.pinned", Up: sdk.SQL(
 			`ALTER TABLE ` + t + ` ADD COLUMN pinned boolean NOT NULL DEFAULT false`)},
 	}
+	if history == "changed" {
+		steps = []sdk.Step{steps[0], steps[2], {Summary: "adds notes.word_count", Up: sdk.SQL(
+			`ALTER TABLE ` + t + ` ADD COLUMN word_count integer NOT NULL DEFAULT 0`)}}
+	}
 	if r < 1 || r > len(steps) {
 		r = len(steps)
 	}
 	steps = steps[:r]
+	switch step4 {
+	case "dropcol":
+		steps = append(steps, sdk.Step{Summary: "drops notes.pinned", Up: sdk.SQL(`ALTER TABLE ` + t + ` DROP COLUMN pinned`)})
+	case "notnull":
+		steps = append(steps, sdk.Step{Summary: "adds notes.priority", Up: addPriority(t)})
+	}
 	for i := range steps {
 		steps[i].Up = counted(i+1, steps[i].Up, i+1 == fail, i+1 == hang)
 	}
@@ -69,13 +90,17 @@ func main() {
 		tables = append([]sdk.Table{{Name: x, Steps: []sdk.Step{{Summary: "creates " + x + " (id, label)", Up: sdk.SQL(
 			`CREATE TABLE ` + x + ` (id integer PRIMARY KEY, label text NOT NULL)`)}}}}, tables...)
 	}
+	v := fmt.Sprintf("1.%d.0", r)
+	if version != "" {
+		v = version
+	}
 	var reads []string
 	if fk == "1" {
 		reads = []string{"core.users"}
 	}
 	sdk.Serve(sdk.Pack{
 		ID:          id,
-		Version:     fmt.Sprintf("1.%d.0", r),
+		Version:     v,
 		Description: "Notes, a test pack.",
 		Tables:      tables,
 		DependsOn:   []string{"core"},
@@ -119,6 +144,24 @@ func pages(table string) http.Handler {
 	return mux
 }
 
+// addPriority adds a NOT NULL column without a default: on PostgreSQL in
+// place, on SQLite (which refuses that in ALTER TABLE) by rebuilding the
+// table. Either fails on a table with rows.
+func addPriority(t string) func(context.Context, *gorm.DB) error {
+	return func(ctx context.Context, tx *gorm.DB) error {
+		if tx.Dialector.Name() == "postgres" {
+			return sdk.SQL(`ALTER TABLE `+t+` ADD COLUMN priority integer NOT NULL`)(ctx, tx)
+		}
+		return sdk.SQL(
+			`CREATE TABLE `+t+`_new (id integer PRIMARY KEY, body text NOT NULL, author varchar(100) NOT NULL DEFAULT '', pinned boolean NOT NULL DEFAULT false, priority integer NOT NULL)`,
+			`INSERT INTO `+t+`_new (id, body, author, pinned) SELECT id, body, author, pinned FROM `+t,
+			`DROP TABLE `+t,
+			`ALTER TABLE `+t+`_new RENAME TO `+t,
+			`CREATE INDEX idx_`+t+`_author ON `+t+` (author)`,
+		)(ctx, tx)
+	}
+}
+
 // tableName keeps packs built with other ids from sharing a table.
 func tableName() string {
 	if table != "" {
@@ -142,9 +185,13 @@ func sanitize(s string) string {
 
 // counted wraps a step so that each run is appended to steps.log beside the
 // binary (tests count them), and optionally fails after the step's work,
-// or waits until ctx is cancelled.
+// or waits until ctx is cancelled. A replay on a scratch database (the
+// schema history) is neither counted nor failed nor held.
 func counted(to int, up func(context.Context, *gorm.DB) error, fail, hang bool) func(context.Context, *gorm.DB) error {
 	return func(ctx context.Context, tx *gorm.DB) error {
+		if sdk.Replaying(ctx) {
+			return up(ctx, tx)
+		}
 		if exe, err := os.Executable(); err == nil {
 			f, err := os.OpenFile(filepath.Join(filepath.Dir(exe), "steps.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 			if err == nil {
